@@ -1,0 +1,1 @@
+DROP TABLE friendship_status;

@@ -1,0 +1,2 @@
+DROP TABLE friendship_level_transitions;
+DROP TABLE friendship_score_history;
