@@ -1,0 +1,64 @@
+//! Parsing and answering of the suggest route.
+
+use friendship_domain::{Pick, SuggestContext, TalkPick, UserId};
+use friendship_edge::http::rfc3339;
+use friendship_edge::suggestions;
+use friendship_edge::{ApiError, Ctx, Reply};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuggestRequest {
+    user_id: UserId,
+    #[serde(default)]
+    context: Option<SuggestContext>,
+}
+
+fn agent_view(pick: &Pick) -> Value {
+    json!({
+        "agent_id": pick.agent.agent_id,
+        "agent_name": pick.agent.name,
+        "agent_description": pick.agent.description,
+        "agent_type": pick.agent.agent_type,
+        "weight": pick.agent.weight.get(),
+        "reason": pick.reason,
+    })
+}
+
+fn talk_view(pick: &TalkPick) -> Value {
+    json!({
+        "agent_id": pick.agent.agent_id,
+        "agent_name": pick.agent.name,
+        "agent_description": pick.agent.description,
+        "agent_type": pick.agent.agent_type,
+        "weight": pick.agent.weight.get(),
+        "reason": pick.reason,
+        "topic": pick.agent.topic,
+        "topic_score": pick.topic_score,
+        "total_turns": pick.total_turns,
+    })
+}
+
+/// `POST /api/v1/activities/suggest`.
+pub fn suggest_activities(ctx: &mut Ctx) -> Result<Reply, ApiError> {
+    let principal = ctx.authenticate()?;
+    let request: SuggestRequest = ctx.json_body()?;
+    ctx.user_id = Some(request.user_id.as_str().to_owned());
+    principal.may_act_for(request.user_id.as_str())?;
+
+    let context = request.context.unwrap_or_default();
+    let suggested = suggestions::suggest(&request.user_id, &context, ctx.now)?;
+    ctx.log_fields.insert("cached".into(), json!(suggested.cached));
+    let s = &suggested.suggestion;
+    Reply::ok(&json!({
+        "user_id": request.user_id.as_str(),
+        "friendship_level": suggested.record.level,
+        "greeting_agent": s.greeting.as_ref().map(agent_view),
+        "talk_agents": s.talk.iter().map(talk_view).collect::<Vec<_>>(),
+        "game_agents": s.games.iter().map(agent_view).collect::<Vec<_>>(),
+        "warnings": s.warnings,
+        "cached": suggested.cached,
+        "generated_at": rfc3339(ctx.now),
+    }))
+}

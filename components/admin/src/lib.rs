@@ -1,0 +1,18 @@
+//! Admin operations: redriving events, and the cache's hit and miss counts.
+//! Handlers live in [`handlers`].
+
+mod handlers;
+
+use friendship_edge::{serve, Route};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+const ROUTES: &[Route] = &[
+    Route::new(Method::Post, "/api/v1/admin/events/redrive", "redrive_events", handlers::redrive_events),
+    Route::new(Method::Get, "/api/v1/admin/cache/stats", "cache_stats", handlers::cache_stats),
+];
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    serve(request, ROUTES)
+}

@@ -1,0 +1,19 @@
+//! Conversations: recording conversation-end events durably (202 at once,
+//! scored later by the scorer) and showing an event's state.
+//! Handlers live in [`handlers`].
+
+mod handlers;
+
+use friendship_edge::{serve, Route};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+const ROUTES: &[Route] = &[
+    Route::new(Method::Post, "/api/v1/conversations/end", "end_conversation", handlers::end_conversation),
+    Route::new(Method::Get, "/api/v1/conversations/:processing_id", "get_conversation", handlers::get_conversation),
+];
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    serve(request, ROUTES)
+}

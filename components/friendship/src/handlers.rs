@@ -1,0 +1,85 @@
+//! Parsing and answering of the friendship routes.
+
+use std::collections::BTreeMap;
+
+use friendship_domain::{TopicName, TopicUpdate, UserId};
+use friendship_edge::auth::Role;
+use friendship_edge::cache::Cache;
+use friendship_edge::db::Db;
+use friendship_edge::{log, store, ApiError, Ctx, Reply};
+use serde::{Deserialize, Serialize};
+
+/// The largest score change one update may carry, either way.
+const MAX_SCORE_CHANGE: f64 = 1_000_000.0;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    user_id: UserId,
+}
+
+/// `POST /api/v1/friendship/status`.
+pub fn get_status(ctx: &mut Ctx) -> Result<Reply, ApiError> {
+    let principal = ctx.authenticate()?;
+    let request: StatusRequest = ctx.json_body()?;
+    ctx.user_id = Some(request.user_id.as_str().to_owned());
+    principal.may_act_for(request.user_id.as_str())?;
+    let db = Db::open()?;
+    let status = store::status(&db, request.user_id.as_str())?
+        .ok_or_else(|| ApiError::NotFound(format!("no friendship status for user {}", request.user_id.as_str())))?;
+    Reply::ok(&status)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRequest {
+    user_id: UserId,
+    friendship_score_change: f64,
+    #[serde(default)]
+    topic_metrics_update: Option<BTreeMap<TopicName, TopicUpdate>>,
+}
+
+#[derive(Serialize)]
+struct UpdateResponse {
+    #[serde(flatten)]
+    status: store::Status,
+    previous_level: friendship_domain::Level,
+    level_changed: bool,
+}
+
+/// `POST /api/v1/friendship/update` (service and admin): applies a score
+/// change atomically, creating the user when new; invalidates the user's
+/// candidates when the level changed.
+pub fn update_friendship(ctx: &mut Ctx) -> Result<Reply, ApiError> {
+    ctx.authenticate_as(&[Role::Service, Role::Admin])?;
+    let request: UpdateRequest = ctx.json_body()?;
+    let user_id = request.user_id.as_str().to_owned();
+    ctx.user_id = Some(user_id.clone());
+    if !request.friendship_score_change.is_finite() || request.friendship_score_change.abs() > MAX_SCORE_CHANGE {
+        return Err(ApiError::validation(
+            "friendship_score_change",
+            format!("friendship_score_change must be between -{MAX_SCORE_CHANGE} and {MAX_SCORE_CHANGE}"),
+        ));
+    }
+    let topics: BTreeMap<String, TopicUpdate> = request
+        .topic_metrics_update
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, update)| (name.as_str().to_owned(), update))
+        .collect();
+
+    let db = Db::open()?;
+    let changed = store::apply_service_update(&db, &user_id, request.friendship_score_change, &topics)?;
+    let level_changed = changed.level_changed();
+    if level_changed {
+        log::level_transition(
+            &user_id,
+            changed.previous_level.as_str(),
+            changed.status.friendship_level.as_str(),
+            changed.status.friendship_score,
+            store::Cause::ServiceUpdate.as_str(),
+        );
+        Cache::open().invalidate(&user_id, "level_changed");
+    }
+    Reply::ok(&UpdateResponse { status: changed.status, previous_level: changed.previous_level, level_changed })
+}

@@ -1,0 +1,18 @@
+//! Friendship: a user's status, and the service's atomic score updates.
+//! Handlers live in [`handlers`].
+
+mod handlers;
+
+use friendship_edge::{serve, Route};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+const ROUTES: &[Route] = &[
+    Route::new(Method::Post, "/api/v1/friendship/status", "friendship_status", handlers::get_status),
+    Route::new(Method::Post, "/api/v1/friendship/update", "friendship_update", handlers::update_friendship),
+];
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    serve(request, ROUTES)
+}

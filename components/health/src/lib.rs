@@ -1,0 +1,19 @@
+//! Health and the API description: `GET /health` (public), `GET
+//! /openapi.json`, and the error-schema 404 for every path no other component
+//! serves. Handlers live in [`handlers`].
+
+mod handlers;
+
+use friendship_edge::{serve, Route};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+const ROUTES: &[Route] = &[
+    Route::new(Method::Get, "/health", "health", handlers::health),
+    Route::new(Method::Get, "/openapi.json", "openapi", handlers::openapi),
+];
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    serve(request, ROUTES)
+}

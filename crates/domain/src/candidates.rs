@@ -1,0 +1,580 @@
+//! The cached candidate record (`candidates:{user_id}` in Spin key-value)
+//! and the whole suggestion computed from it.
+//!
+//! Key-value has no TTL, so the record carries its own expiry and the
+//! catalogue version it was built from; a record that is expired, from
+//! another catalogue version or of another format is a cache miss.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{Agent, AgentType, GreetingTrigger};
+use crate::error::ValidationError;
+use crate::event::Emotion;
+use crate::level::Level;
+use crate::scoring::TopicMetric;
+use crate::selection::{
+    is_returning, select_games, select_greeting, select_talk, GreetingSignals, Pick,
+    SuggestContext, TalkPick,
+};
+
+/// Format number of [`CandidateRecord`]; bump it whenever its JSON changes.
+pub const CANDIDATE_FORMAT: u32 = 1;
+/// Key-value key holding the catalogue version the components compare with.
+pub const CATALOGUE_VERSION_KEY: &str = "catalogue:version";
+/// Greeting slots of a suggestion.
+pub const GREETING_SLOTS: usize = 1;
+/// Talk slots of a suggestion.
+pub const TALK_SLOTS: usize = 2;
+/// Game slots of a suggestion.
+pub const GAME_SLOTS: usize = 2;
+
+/// Key-value key of a user's cached candidates: `candidates:{user_id}`.
+pub fn candidates_key(user_id: &str) -> String {
+    format!("candidates:{user_id}")
+}
+
+/// Everything `suggest` needs about one user, cached. The agent lists hold
+/// the active agents of `level`, one list per type, distinct by `agent_id`
+/// and sorted by `mapping_id` (so a seeded suggestion does not depend on
+/// query order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CandidateRecordWire")]
+pub struct CandidateRecord {
+    /// Always [`CANDIDATE_FORMAT`] when built by this code.
+    pub format: u32,
+    pub user_id: String,
+    pub level: Level,
+    /// The `catalogue_version` row the agents were read under.
+    pub catalogue_version: i64,
+    pub computed_at: DateTime<Utc>,
+    /// The record is usable strictly before this instant.
+    pub expires_at: DateTime<Utc>,
+    pub greeting: Vec<Agent>,
+    pub talk: Vec<Agent>,
+    pub game: Vec<Agent>,
+    pub topic_metrics: BTreeMap<String, TopicMetric>,
+    pub last_interaction: Option<DateTime<Utc>>,
+    pub last_emotion: Option<Emotion>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "CandidateRecord")]
+struct CandidateRecordWire {
+    format: u32,
+    user_id: String,
+    level: Level,
+    catalogue_version: i64,
+    computed_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    greeting: Vec<Agent>,
+    talk: Vec<Agent>,
+    game: Vec<Agent>,
+    topic_metrics: BTreeMap<String, TopicMetric>,
+    last_interaction: Option<DateTime<Utc>>,
+    last_emotion: Option<Emotion>,
+}
+
+impl TryFrom<CandidateRecordWire> for CandidateRecord {
+    type Error = ValidationError;
+    fn try_from(wire: CandidateRecordWire) -> Result<Self, Self::Error> {
+        for (field, list, agent_type) in [
+            ("greeting", &wire.greeting, AgentType::Greeting),
+            ("talk", &wire.talk, AgentType::Talk),
+            ("game", &wire.game, AgentType::Game),
+        ] {
+            if list.iter().any(|a| a.agent_type != agent_type) {
+                return Err(ValidationError::new(
+                    field,
+                    format!("{field} must hold only {agent_type} agents"),
+                ));
+            }
+        }
+        Ok(CandidateRecord {
+            format: wire.format,
+            user_id: wire.user_id,
+            level: wire.level,
+            catalogue_version: wire.catalogue_version,
+            computed_at: wire.computed_at,
+            expires_at: wire.expires_at,
+            greeting: wire.greeting,
+            talk: wire.talk,
+            game: wire.game,
+            topic_metrics: wire.topic_metrics,
+            last_interaction: wire.last_interaction,
+            last_emotion: wire.last_emotion,
+        })
+    }
+}
+
+impl CandidateRecord {
+    /// Builds a record valid from `now` for `ttl`. `agents` may mix types;
+    /// the caller has already kept only active agents of `level`. Agents are
+    /// split by type, sorted by `mapping_id`, and a repeated `agent_id`
+    /// within a type keeps its first (lowest `mapping_id`) occurrence.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        user_id: impl Into<String>,
+        level: Level,
+        catalogue_version: i64,
+        mut agents: Vec<Agent>,
+        topic_metrics: BTreeMap<String, TopicMetric>,
+        last_interaction: Option<DateTime<Utc>>,
+        last_emotion: Option<Emotion>,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Self {
+        agents.sort_by_key(|a| a.mapping_id);
+        let mut seen = BTreeSet::new();
+        let (mut greeting, mut talk, mut game) = (Vec::new(), Vec::new(), Vec::new());
+        for agent in agents {
+            if !seen.insert((agent.agent_type, agent.agent_id.clone())) {
+                continue;
+            }
+            match agent.agent_type {
+                AgentType::Greeting => greeting.push(agent),
+                AgentType::Talk => talk.push(agent),
+                AgentType::Game => game.push(agent),
+            }
+        }
+        CandidateRecord {
+            format: CANDIDATE_FORMAT,
+            user_id: user_id.into(),
+            level,
+            catalogue_version,
+            computed_at: now,
+            expires_at: now.checked_add_signed(ttl).unwrap_or(now),
+            greeting,
+            talk,
+            game,
+            topic_metrics,
+            last_interaction,
+            last_emotion,
+        }
+    }
+
+    /// Whether a cached record may answer: same format, `now < expires_at`,
+    /// and built from `current_catalogue_version`.
+    pub fn is_usable(&self, now: DateTime<Utc>, current_catalogue_version: i64) -> bool {
+        self.format == CANDIDATE_FORMAT
+            && now < self.expires_at
+            && self.catalogue_version == current_catalogue_version
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // String map keys and finite numbers only: serialising cannot fail.
+        serde_json::to_vec(self).expect("a candidate record always serialises")
+    }
+
+    /// Strict decoding; any error (including a record of another format
+    /// that no longer parses) should be treated as a cache miss.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// One answer of `/activities/suggest`: at most one greeting, two talk
+/// agents and two games, and a warning for every slot left empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suggestion {
+    pub greeting: Option<Pick>,
+    pub talk: Vec<TalkPick>,
+    pub games: Vec<Pick>,
+    pub warnings: Vec<String>,
+}
+
+/// Computes a suggestion from a (fresh or cached) record. The context's
+/// emotion overrides `record.last_emotion`; the user is returning per
+/// [`is_returning`] with `returning_after_days`.
+pub fn suggest<R: Rng + ?Sized>(
+    record: &CandidateRecord,
+    ctx: &SuggestContext,
+    now: DateTime<Utc>,
+    returning_after_days: u32,
+    rng: &mut R,
+) -> Suggestion {
+    let level = record.level;
+    let signals = GreetingSignals {
+        is_birthday: ctx.is_birthday.unwrap_or(false),
+        returning: is_returning(record.last_interaction, now, returning_after_days),
+        emotion: ctx.emotion.or(record.last_emotion),
+        memory_recall: ctx.memory_recall.unwrap_or(false),
+    };
+    let mut warnings = Vec::new();
+
+    let mut greeting = select_greeting(&record.greeting, &signals, rng);
+    match &mut greeting {
+        Some(pick) => match pick.agent.trigger {
+            Some(GreetingTrigger::Returning) => {
+                let days = record
+                    .last_interaction
+                    .map_or(0, |last| now.signed_duration_since(last).num_days());
+                pick.reason = format!(
+                    "returning greeting: last interaction {days} days ago \
+                     (returning after {returning_after_days} days)"
+                );
+            }
+            Some(GreetingTrigger::Emotion(emotion)) => {
+                let source = if ctx.emotion.is_some() {
+                    "the request context"
+                } else {
+                    "the last conversation"
+                };
+                pick.reason = format!("emotion greeting: the user feels {emotion} (from {source})");
+            }
+            _ => {}
+        },
+        None if record.greeting.is_empty() => {
+            warnings.push(format!("no greeting: no active greeting agent for level '{level}'"));
+        }
+        None => warnings.push(format!(
+            "no greeting: no general greeting agent for level '{level}' and no greeting trigger applied"
+        )),
+    }
+
+    let talk = select_talk(&record.talk, &record.topic_metrics, rng);
+    if talk.len() < TALK_SLOTS {
+        warnings.push(format!(
+            "talk: {} of {TALK_SLOTS} slots filled; only {} eligible talk agent(s) for level '{level}'",
+            talk.len(),
+            talk.len()
+        ));
+    }
+    let games = select_games(&record.game, rng);
+    if games.len() < GAME_SLOTS {
+        warnings.push(format!(
+            "game: {} of {GAME_SLOTS} slots filled; only {} eligible game agent(s) for level '{level}'",
+            games.len(),
+            games.len()
+        ));
+    }
+    Suggestion {
+        greeting,
+        talk,
+        games,
+        warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selection::tests::{agent, arb_agents, arb_metrics, greeting, metric, talk};
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+    }
+
+    fn full_catalogue() -> Vec<Agent> {
+        vec![
+            Agent {
+                mapping_id: 9,
+                ..agent("game-b", AgentType::Game, 1.0)
+            },
+            Agent {
+                mapping_id: 1,
+                ..greeting("hello", None)
+            },
+            Agent {
+                mapping_id: 2,
+                ..greeting("cheer-up", Some(GreetingTrigger::Emotion(Emotion::Sad)))
+            },
+            Agent {
+                mapping_id: 3,
+                ..greeting("welcome-back", Some(GreetingTrigger::Returning))
+            },
+            Agent {
+                mapping_id: 4,
+                ..talk("music", "music", 1.0)
+            },
+            Agent {
+                mapping_id: 5,
+                ..talk("space", "space", 1.0)
+            },
+            Agent {
+                mapping_id: 8,
+                ..agent("game-a", AgentType::Game, 1.0)
+            },
+        ]
+    }
+
+    fn record(
+        agents: Vec<Agent>,
+        last_interaction: Option<DateTime<Utc>>,
+        last_emotion: Option<Emotion>,
+    ) -> CandidateRecord {
+        CandidateRecord::build(
+            "u-123",
+            Level::Acquaintance,
+            42,
+            agents,
+            BTreeMap::from([("music".to_owned(), metric(12.0, 8))]),
+            last_interaction,
+            last_emotion,
+            now(),
+            Duration::hours(6),
+        )
+    }
+
+    #[test]
+    fn build_splits_agents_by_type_in_mapping_order() {
+        let r = record(full_catalogue(), None, None);
+        assert_eq!(r.format, CANDIDATE_FORMAT);
+        assert_eq!(r.expires_at, now() + Duration::hours(6));
+        let ids = |list: &[Agent]| list.iter().map(|a| a.agent_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&r.greeting), ["hello", "cheer-up", "welcome-back"]);
+        assert_eq!(ids(&r.talk), ["music", "space"]);
+        assert_eq!(ids(&r.game), ["game-a", "game-b"]);
+    }
+
+    #[test]
+    fn build_keeps_the_first_of_a_repeated_agent_id() {
+        let agents = vec![
+            Agent {
+                mapping_id: 2,
+                ..agent("g", AgentType::Game, 5.0)
+            },
+            Agent {
+                mapping_id: 1,
+                ..agent("g", AgentType::Game, 1.0)
+            },
+        ];
+        let r = record(agents, None, None);
+        assert_eq!(r.game.len(), 1);
+        assert_eq!(r.game[0].mapping_id, 1);
+    }
+
+    #[test]
+    fn a_record_is_usable_only_before_expiry_with_the_same_catalogue_and_format() {
+        let r = record(full_catalogue(), None, None);
+        assert!(r.is_usable(now(), 42));
+        assert!(r.is_usable(now() + Duration::hours(6) - Duration::seconds(1), 42));
+        assert!(!r.is_usable(now() + Duration::hours(6), 42));
+        assert!(!r.is_usable(now(), 43));
+        let old_format = CandidateRecord {
+            format: CANDIDATE_FORMAT + 1,
+            ..r
+        };
+        assert!(!old_format.is_usable(now(), 42));
+    }
+
+    #[test]
+    fn a_record_round_trips_through_json_and_rejects_strangers() {
+        let r = record(
+            full_catalogue(),
+            Some(now() - Duration::days(3)),
+            Some(Emotion::Happy),
+        );
+        assert_eq!(CandidateRecord::from_json(&r.to_json()).unwrap(), r);
+
+        let mut value = serde_json::to_value(&r).unwrap();
+        value["surprise"] = serde_json::Value::Bool(true);
+        assert!(CandidateRecord::from_json(value.to_string().as_bytes()).is_err());
+
+        let mut mixed = serde_json::to_value(&r).unwrap();
+        mixed["game"] = mixed["greeting"].clone();
+        let err = CandidateRecord::from_json(mixed.to_string().as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("game must hold only game agents"),
+            "{err}"
+        );
+        assert!(CandidateRecord::from_json(b"not json").is_err());
+    }
+
+    #[test]
+    fn the_cache_key_names_the_user() {
+        assert_eq!(candidates_key("u-123"), "candidates:u-123");
+    }
+
+    #[test]
+    fn a_full_catalogue_fills_every_slot_without_warnings() {
+        let r = record(full_catalogue(), None, None);
+        let s = suggest(
+            &r,
+            &SuggestContext::default(),
+            now(),
+            7,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.greeting.unwrap().agent.agent_id, "hello");
+        assert_eq!(s.talk.len(), 2);
+        assert_eq!(s.games.len(), 2);
+    }
+
+    #[test]
+    fn the_context_emotion_overrides_the_last_conversation() {
+        let r = record(full_catalogue(), None, Some(Emotion::Happy));
+        let mut rng = StdRng::seed_from_u64(1);
+        let plain = suggest(&r, &SuggestContext::default(), now(), 7, &mut rng);
+        assert_eq!(plain.greeting.unwrap().agent.agent_id, "hello");
+        let sad = SuggestContext {
+            emotion: Some(Emotion::Sad),
+            ..Default::default()
+        };
+        let pick = suggest(&r, &sad, now(), 7, &mut rng).greeting.unwrap();
+        assert_eq!(pick.agent.agent_id, "cheer-up");
+        assert_eq!(
+            pick.reason,
+            "emotion greeting: the user feels sad (from the request context)"
+        );
+
+        let remembered = record(full_catalogue(), None, Some(Emotion::Sad));
+        let pick = suggest(&remembered, &SuggestContext::default(), now(), 7, &mut rng)
+            .greeting
+            .unwrap();
+        assert_eq!(
+            pick.reason,
+            "emotion greeting: the user feels sad (from the last conversation)"
+        );
+    }
+
+    #[test]
+    fn a_user_away_for_the_configured_days_gets_the_returning_greeting() {
+        let r = record(
+            full_catalogue(),
+            Some(now() - Duration::days(9)),
+            Some(Emotion::Sad),
+        );
+        let pick = suggest(
+            &r,
+            &SuggestContext::default(),
+            now(),
+            7,
+            &mut StdRng::seed_from_u64(1),
+        )
+        .greeting
+        .unwrap();
+        assert_eq!(pick.agent.agent_id, "welcome-back");
+        assert_eq!(
+            pick.reason,
+            "returning greeting: last interaction 9 days ago (returning after 7 days)"
+        );
+        let not_yet = suggest(
+            &r,
+            &SuggestContext::default(),
+            now(),
+            10,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(not_yet.greeting.unwrap().agent.agent_id, "cheer-up");
+    }
+
+    #[test]
+    fn missing_agents_leave_slots_empty_and_say_so() {
+        let r = record(
+            vec![Agent {
+                mapping_id: 5,
+                ..talk("music", "music", 1.0)
+            }],
+            None,
+            None,
+        );
+        let s = suggest(
+            &r,
+            &SuggestContext::default(),
+            now(),
+            7,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(s.greeting, None);
+        assert_eq!(s.talk.len(), 1);
+        assert!(s.games.is_empty());
+        assert_eq!(
+            s.warnings,
+            [
+                "no greeting: no active greeting agent for level 'acquaintance'",
+                "talk: 1 of 2 slots filled; only 1 eligible talk agent(s) for level 'acquaintance'",
+                "game: 0 of 2 slots filled; only 0 eligible game agent(s) for level 'acquaintance'",
+            ]
+        );
+        let only_triggers = record(
+            vec![greeting("bday", Some(GreetingTrigger::Birthday))],
+            None,
+            None,
+        );
+        let s = suggest(
+            &only_triggers,
+            &SuggestContext::default(),
+            now(),
+            7,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(
+            s.warnings[0],
+            "no greeting: no general greeting agent for level 'acquaintance' and no greeting trigger applied"
+        );
+    }
+
+    #[test]
+    fn a_suggestion_serialises_and_decodes_back() {
+        let r = record(full_catalogue(), None, None);
+        let s = suggest(
+            &r,
+            &SuggestContext::default(),
+            now(),
+            7,
+            &mut StdRng::seed_from_u64(3),
+        );
+        let json = serde_json::to_vec(&s).unwrap();
+        assert_eq!(serde_json::from_slice::<Suggestion>(&json).unwrap(), s);
+    }
+
+    fn arb_time() -> impl Strategy<Value = DateTime<Utc>> {
+        (0i64..4_000_000_000, 0u32..1_000_000_000)
+            .prop_map(|(secs, nanos)| DateTime::from_timestamp(secs, nanos).unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn any_record_round_trips_through_json(
+            agents in arb_agents(),
+            metrics in arb_metrics(),
+            level in proptest::sample::select(Level::ALL),
+            version in any::<i64>(),
+            last_interaction in proptest::option::of(arb_time()),
+            last_emotion in proptest::option::of(proptest::sample::select(Emotion::ALL)),
+            computed_at in arb_time(),
+            ttl_seconds in 0i64..1_000_000,
+        ) {
+            let r = CandidateRecord::build(
+                "user-1", level, version, agents, metrics, last_interaction, last_emotion,
+                computed_at, Duration::seconds(ttl_seconds),
+            );
+            prop_assert_eq!(CandidateRecord::from_json(&r.to_json()).unwrap(), r);
+        }
+
+        #[test]
+        fn a_suggestion_never_repeats_an_agent_and_explains_every_gap(
+            agents in arb_agents(),
+            metrics in arb_metrics(),
+            is_birthday in proptest::option::of(any::<bool>()),
+            emotion in proptest::option::of(proptest::sample::select(Emotion::ALL)),
+            seed in any::<u64>(),
+        ) {
+            let r = CandidateRecord::build(
+                "user-1", Level::Friend, 1, agents, metrics, None, None, now(), Duration::hours(6),
+            );
+            let ctx = SuggestContext { is_birthday, emotion, memory_recall: None };
+            let s = suggest(&r, &ctx, now(), 7, &mut StdRng::seed_from_u64(seed));
+            let talk: BTreeSet<&str> = s.talk.iter().map(|p| p.agent.agent_id.as_str()).collect();
+            let games: BTreeSet<&str> = s.games.iter().map(|p| p.agent.agent_id.as_str()).collect();
+            prop_assert_eq!(talk.len(), s.talk.len());
+            prop_assert_eq!(games.len(), s.games.len());
+            let gaps = usize::from(s.greeting.is_none())
+                + usize::from(s.talk.len() < TALK_SLOTS)
+                + usize::from(s.games.len() < GAME_SLOTS);
+            prop_assert_eq!(s.warnings.len(), gaps);
+            let same = suggest(&r, &ctx, now(), 7, &mut StdRng::seed_from_u64(seed));
+            prop_assert_eq!(same, s);
+        }
+    }
+}

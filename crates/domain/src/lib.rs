@@ -1,0 +1,53 @@
+//! Every business rule of the friendship context service, free of Spin, HTTP
+//! and SQL drivers, so it is tested natively and shared by every component.
+//!
+//! Modules:
+//! - [`ids`]: user, conversation and topic identifiers (validated strings);
+//! - [`level`]: friendship levels and the score floor;
+//! - [`agent`]: agent types, weights, greeting triggers, catalogue agents;
+//! - [`event`]: the conversation-end event, emotions, counts, the scorer's `Doorbell`;
+//! - [`scoring`]: score change of a conversation and per-topic metrics;
+//! - [`streak`]: the daily streak over UTC calendar days;
+//! - [`selection`]: greeting priority, talk exploration, weighted games;
+//! - [`candidates`]: the cached candidate record and the whole suggestion;
+//! - [`retry`]: the scorer's backoff with full jitter;
+//! - [`error`]: `ValidationError`, naming the offending field.
+//!
+//! All wire types decode strictly (unknown fields refused, values validated
+//! during deserialisation), and selection takes its random source as an
+//! argument so a seeded generator makes it reproducible.
+
+pub mod agent;
+pub mod candidates;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod level;
+pub mod retry;
+pub mod scoring;
+pub mod selection;
+pub mod streak;
+
+pub use agent::{Agent, AgentType, GreetingTrigger, Weight, MAX_WEIGHT};
+pub use candidates::{
+    candidates_key, suggest, CandidateRecord, Suggestion, CANDIDATE_FORMAT, CATALOGUE_VERSION_KEY,
+    GAME_SLOTS, GREETING_SLOTS, TALK_SLOTS,
+};
+pub use error::ValidationError;
+pub use event::{
+    ConversationEnd, ConversationMetadata, Count, Doorbell, Emotion, TopicTurns, MAX_COUNT,
+    MAX_TOPICS,
+};
+pub use ids::{ConversationId, TopicName, UserId};
+pub use level::{floor_score, Level, ACQUAINTANCE_MIN_SCORE, FRIEND_MIN_SCORE};
+pub use retry::backoff_delay;
+pub use scoring::{
+    conversation_score_change, topic_updates, validate_score_change, TopicMetric, TopicUpdate,
+    MAX_SCORE_CHANGE,
+};
+pub use selection::{
+    is_exploration, is_returning, select_games, select_greeting, select_talk, talk_selection_score,
+    weighted_pick, weighted_sample, GreetingSignals, Pick, SuggestContext, TalkPick,
+    EXPLORATION_MAX_TURNS,
+};
+pub use streak::{next_streak, next_streak_at};

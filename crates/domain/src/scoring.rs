@@ -1,0 +1,373 @@
+//! How a conversation moves the friendship score and the per-topic metrics.
+//!
+//! The database applies these numbers (increments happen in SQL); this
+//! module is the one definition of what they are.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{json_finite, ValidationError};
+use crate::event::{ConversationMetadata, MAX_COUNT};
+use crate::level::floor_score;
+
+/// Score points per conversation turn (overall and per topic).
+pub const POINTS_PER_TURN: f64 = 0.5;
+/// Score points per question the user asked (overall and per topic).
+pub const POINTS_PER_QUESTION: f64 = 3.0;
+/// Score points per new memory formed.
+pub const POINTS_PER_MEMORY: f64 = 5.0;
+/// Largest magnitude of a score change accepted from a client
+/// (`friendship_score_change`, `score_change`): generous, yet far from where
+/// floating-point sums lose whole points.
+pub const MAX_SCORE_CHANGE: f64 = 1_000_000_000.0;
+
+/// Score change of one conversation, in points:
+/// `total_turns*0.5 + user_initiated_questions*3 + emotion bonus +
+/// new_memories_count*5`, floored at 0 (a conversation never lowers the score).
+pub fn conversation_score_change(m: &ConversationMetadata) -> f64 {
+    let raw = f64::from(m.total_turns.get()) * POINTS_PER_TURN
+        + f64::from(m.user_initiated_questions.get()) * POINTS_PER_QUESTION
+        + m.emotion.bonus()
+        + f64::from(m.new_memories_count.get()) * POINTS_PER_MEMORY;
+    floor_score(raw)
+}
+
+/// Checks a client-supplied score change: finite and within ±[`MAX_SCORE_CHANGE`].
+pub fn validate_score_change(value: f64, field: &str) -> Result<f64, ValidationError> {
+    if value.is_finite() && value.abs() <= MAX_SCORE_CHANGE {
+        Ok(value)
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!("{field} must be a finite number between -{MAX_SCORE_CHANGE} and {MAX_SCORE_CHANGE}"),
+        ))
+    }
+}
+
+/// A change to one topic's metrics: add `score_change` points and
+/// `turns_increment` turns, and set `last_date`. Also the wire form of the
+/// values of `/friendship/update`'s `topic_metrics_update` (strict:
+/// finite `score_change` within ±1e9, `turns_increment` an integer in
+/// `0..=1_000_000`, `last_date` RFC 3339).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TopicUpdateWire")]
+pub struct TopicUpdate {
+    pub score_change: f64,
+    pub turns_increment: u64,
+    pub last_date: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object with score_change, turns_increment and last_date"
+)]
+struct TopicUpdateWire {
+    score_change: Value,
+    turns_increment: Value,
+    last_date: Value,
+}
+
+impl TryFrom<TopicUpdateWire> for TopicUpdate {
+    type Error = ValidationError;
+    fn try_from(wire: TopicUpdateWire) -> Result<Self, Self::Error> {
+        let score_change = validate_score_change(
+            json_finite(&wire.score_change, "score_change").map_err(|_| {
+                ValidationError::new("score_change", "score_change must be a finite number")
+            })?,
+            "score_change",
+        )?;
+        let turns_increment = wire
+            .turns_increment
+            .as_u64()
+            .filter(|n| *n <= u64::from(MAX_COUNT))
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "turns_increment",
+                    format!("turns_increment must be an integer between 0 and {MAX_COUNT}"),
+                )
+            })?;
+        let last_date = parse_timestamp(&wire.last_date, "last_date")?;
+        Ok(TopicUpdate {
+            score_change,
+            turns_increment,
+            last_date,
+        })
+    }
+}
+
+fn parse_timestamp(value: &Value, field: &str) -> Result<DateTime<Utc>, ValidationError> {
+    value
+        .as_str()
+        .and_then(|raw| DateTime::parse_from_rfc3339(raw).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| {
+            ValidationError::new(
+                field,
+                format!("{field} must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"),
+            )
+        })
+}
+
+/// Per-topic changes of one conversation, keyed by topic name: per topic
+/// `score_change = turns*0.5 + user_questions*3`, `turns_increment = turns`,
+/// `last_date = now`.
+pub fn topic_updates(
+    m: &ConversationMetadata,
+    now: DateTime<Utc>,
+) -> BTreeMap<String, TopicUpdate> {
+    m.topics
+        .iter()
+        .map(|topic| {
+            let update = TopicUpdate {
+                score_change: f64::from(topic.turns.get()) * POINTS_PER_TURN
+                    + f64::from(topic.user_questions.get()) * POINTS_PER_QUESTION,
+                turns_increment: u64::from(topic.turns.get()),
+                last_date: now,
+            };
+            (topic.name.as_str().to_owned(), update)
+        })
+        .collect()
+}
+
+/// A user's accumulated engagement with one topic, as stored in
+/// `friendship_status.topic_metrics` and returned by `/friendship/status`:
+/// summed score points (finite; may be negative after a service update),
+/// summed turns, and the time of the last change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TopicMetricWire")]
+pub struct TopicMetric {
+    pub score: f64,
+    pub total_turns: u64,
+    pub last_date: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object with score, total_turns and last_date"
+)]
+struct TopicMetricWire {
+    score: Value,
+    total_turns: Value,
+    last_date: Value,
+}
+
+impl TryFrom<TopicMetricWire> for TopicMetric {
+    type Error = ValidationError;
+    fn try_from(wire: TopicMetricWire) -> Result<Self, Self::Error> {
+        let score = json_finite(&wire.score, "score")?;
+        // Postgres numeric arithmetic on JSONB may render a whole number as
+        // `8.0`; that is still an exact count, so it is accepted.
+        let total_turns = wire
+            .total_turns
+            .as_u64()
+            .or_else(|| {
+                wire.total_turns
+                    .as_f64()
+                    .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n <= 2f64.powi(53))
+                    .map(|n| n as u64)
+            })
+            .ok_or_else(|| {
+                ValidationError::new("total_turns", "total_turns must be a non-negative integer")
+            })?;
+        let last_date = parse_timestamp(&wire.last_date, "last_date")?;
+        Ok(TopicMetric {
+            score,
+            total_turns,
+            last_date,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::arb_metadata;
+    use crate::event::{Count, Emotion, TopicTurns};
+    use crate::ids::TopicName;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn metadata(
+        turns: u64,
+        questions: u64,
+        emotion: Emotion,
+        memories: u64,
+    ) -> ConversationMetadata {
+        ConversationMetadata {
+            total_turns: Count::new(turns).unwrap(),
+            user_initiated_questions: Count::new(questions).unwrap(),
+            emotion,
+            new_memories_count: Count::new(memories).unwrap(),
+            topics: vec![],
+        }
+    }
+
+    #[test]
+    fn the_api_example_scores_27_points() {
+        // 12*0.5 + 2*3 + 10 (happy) + 1*5
+        assert_eq!(
+            conversation_score_change(&metadata(12, 2, Emotion::Happy, 1)),
+            27.0
+        );
+    }
+
+    #[test]
+    fn each_emotion_adds_its_bonus() {
+        for (emotion, expected) in [
+            (Emotion::Interesting, 25.0),
+            (Emotion::Boring, 0.0),
+            (Emotion::Happy, 20.0),
+            (Emotion::Sad, 5.0),
+            (Emotion::Neutral, 10.0),
+        ] {
+            assert_eq!(
+                conversation_score_change(&metadata(20, 0, emotion, 0)),
+                expected,
+                "{emotion}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_boring_conversation_scores_zero_not_negative() {
+        assert_eq!(
+            conversation_score_change(&metadata(2, 0, Emotion::Boring, 0)),
+            0.0
+        );
+        assert_eq!(
+            conversation_score_change(&metadata(0, 0, Emotion::Sad, 0)),
+            0.0
+        );
+    }
+
+    #[test]
+    fn topic_updates_follow_the_per_topic_formula() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let mut m = metadata(12, 2, Emotion::Happy, 0);
+        m.topics = vec![
+            TopicTurns {
+                name: TopicName::parse("music").unwrap(),
+                turns: Count::new(8).unwrap(),
+                user_questions: Count::new(1).unwrap(),
+            },
+            TopicTurns {
+                name: TopicName::parse("space").unwrap(),
+                turns: Count::new(3).unwrap(),
+                user_questions: Count::ZERO,
+            },
+        ];
+        let updates = topic_updates(&m, now);
+        assert_eq!(
+            updates["music"],
+            TopicUpdate {
+                score_change: 7.0,
+                turns_increment: 8,
+                last_date: now
+            }
+        );
+        assert_eq!(updates["space"].score_change, 1.5);
+        assert_eq!(updates.len(), 2);
+    }
+
+    #[test]
+    fn a_topic_update_decodes_strictly() {
+        let ok = r#"{"score_change": -2.5, "turns_increment": 3, "last_date": "2026-11-22T12:00:00+02:00"}"#;
+        let update: TopicUpdate = serde_json::from_str(ok).unwrap();
+        assert_eq!(
+            update.last_date,
+            Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+        );
+        for (bad, expected) in [
+            (
+                r#"{"score_change": "1", "turns_increment": 3, "last_date": "2026-11-22T10:00:00Z"}"#,
+                "score_change must be a finite number",
+            ),
+            (
+                r#"{"score_change": 1e12, "turns_increment": 3, "last_date": "2026-11-22T10:00:00Z"}"#,
+                "score_change must be a finite number between",
+            ),
+            (
+                r#"{"score_change": 1, "turns_increment": 1.5, "last_date": "2026-11-22T10:00:00Z"}"#,
+                "turns_increment must be an integer between 0 and 1000000",
+            ),
+            (
+                r#"{"score_change": 1, "turns_increment": 1000001, "last_date": "2026-11-22T10:00:00Z"}"#,
+                "turns_increment must be an integer",
+            ),
+            (
+                r#"{"score_change": 1, "turns_increment": 1, "last_date": "yesterday"}"#,
+                "last_date must be an RFC 3339 timestamp",
+            ),
+            (
+                r#"{"score_change": 1, "turns_increment": 1, "last_date": "2026-11-22T10:00:00Z", "x": 0}"#,
+                "unknown field `x`",
+            ),
+            (
+                r#"{"score_change": 1, "turns_increment": 1}"#,
+                "missing field `last_date`",
+            ),
+        ] {
+            let err = serde_json::from_str::<TopicUpdate>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_topic_metric_accepts_a_whole_number_written_as_a_float() {
+        let metric: TopicMetric = serde_json::from_str(
+            r#"{"score": 4.5, "total_turns": 8.0, "last_date": "2026-11-22T10:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(metric.total_turns, 8);
+        for bad in [
+            r#"{"score": 4.5, "total_turns": 8.5, "last_date": "2026-11-22T10:00:00Z"}"#,
+            r#"{"score": 4.5, "total_turns": -1, "last_date": "2026-11-22T10:00:00Z"}"#,
+            r#"{"score": null, "total_turns": 1, "last_date": "2026-11-22T10:00:00Z"}"#,
+        ] {
+            assert!(serde_json::from_str::<TopicMetric>(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn arb_time() -> impl Strategy<Value = DateTime<Utc>> {
+        (0i64..4_000_000_000, 0u32..1_000_000_000)
+            .prop_map(|(secs, nanos)| DateTime::from_timestamp(secs, nanos).unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn a_conversation_score_change_is_never_negative(m in arb_metadata()) {
+            let change = conversation_score_change(&m);
+            prop_assert!(change >= 0.0 && change.is_finite());
+            let raw = f64::from(m.total_turns.get()) * 0.5
+                + f64::from(m.user_initiated_questions.get()) * 3.0
+                + m.emotion.bonus()
+                + f64::from(m.new_memories_count.get()) * 5.0;
+            prop_assert_eq!(change, raw.max(0.0));
+        }
+
+        #[test]
+        fn topic_updates_round_trip_through_json(
+            score_change in -1e9f64..1e9, turns_increment in 0u64..=1_000_000, last_date in arb_time()
+        ) {
+            let update = TopicUpdate { score_change, turns_increment, last_date };
+            let json = serde_json::to_string(&update).unwrap();
+            prop_assert_eq!(serde_json::from_str::<TopicUpdate>(&json).unwrap(), update);
+        }
+
+        #[test]
+        fn topic_metrics_round_trip_through_json(
+            score in -1e12f64..1e12, total_turns in 0u64..1_000_000_000, last_date in arb_time()
+        ) {
+            let metric = TopicMetric { score, total_turns, last_date };
+            let json = serde_json::to_string(&metric).unwrap();
+            prop_assert_eq!(serde_json::from_str::<TopicMetric>(&json).unwrap(), metric);
+        }
+    }
+}

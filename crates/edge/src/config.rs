@@ -1,0 +1,48 @@
+//! Configuration: Spin variables declared in `spin.toml`, read once per request
+//! path. A missing or malformed variable names itself in the error.
+
+use crate::error::ApiError;
+
+/// Reads a component variable, as text.
+pub fn text(name: &'static str) -> Result<String, ApiError> {
+    spin_sdk::variables::get(name)
+        .map_err(|e| ApiError::Internal(format!("configuration variable `{name}` is not available: {e}")))
+}
+
+/// Reads a component variable that holds a number.
+pub fn number<T: std::str::FromStr>(name: &'static str) -> Result<T, ApiError> {
+    let raw = text(name)?;
+    raw.trim()
+        .parse()
+        .map_err(|_| ApiError::Internal(format!("configuration variable `{name}` is not a valid number: {raw:?}")))
+}
+
+/// The Postgres connection string (`db_url`).
+pub fn db_url() -> Result<String, ApiError> {
+    text("db_url")
+}
+
+/// The Redis address for notifications and counters (`redis_url`).
+pub fn redis_url() -> Result<String, ApiError> {
+    text("redis_url")
+}
+
+/// The channel the scorer listens on (`events_channel`).
+pub fn events_channel() -> Result<String, ApiError> {
+    text("events_channel")
+}
+
+/// How the scorer retries a failed event.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; then the event is `failed`.
+    pub max_attempts: u32,
+    /// Base of the exponential backoff, milliseconds.
+    pub base_ms: u64,
+}
+
+impl RetryPolicy {
+    pub fn load() -> Result<Self, ApiError> {
+        Ok(RetryPolicy { max_attempts: number("max_attempts")?, base_ms: number("retry_base_ms")? })
+    }
+}

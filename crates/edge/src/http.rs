@@ -1,0 +1,380 @@
+//! The request pipeline every HTTP component shares: request ids, the route
+//! table (404 and 405 with `Allow`), strict JSON bodies (413, 415, 400 with the
+//! field at fault), JSON answers, and one structured log line per request.
+
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use spin_sdk::http::{Method, Request, Response};
+
+use crate::auth::{self, Principal, Role};
+use crate::error::ApiError;
+use crate::log;
+
+/// Bodies above this many bytes are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A handler of one (method, path pattern).
+pub type Handler = fn(&mut Ctx) -> Result<Reply, ApiError>;
+
+/// One line of a component's route table. Patterns are literal segments and
+/// `:name` parameters, e.g. `/api/v1/agent-mappings/:id`.
+pub struct Route {
+    pub method: Method,
+    pub pattern: &'static str,
+    pub name: &'static str,
+    pub handler: Handler,
+}
+
+impl Route {
+    pub const fn new(method: Method, pattern: &'static str, name: &'static str, handler: Handler) -> Self {
+        Route { method, pattern, name, handler }
+    }
+}
+
+/// A successful answer: a status and a JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: &impl Serialize) -> Result<Reply, ApiError> {
+        let body = serde_json::to_vec(body).map_err(|e| ApiError::Internal(format!("serialising a reply: {e}")))?;
+        Ok(Reply { status, body, content_type: "application/json", headers: Vec::new() })
+    }
+
+    pub fn ok(body: &impl Serialize) -> Result<Reply, ApiError> {
+        Reply::json(200, body)
+    }
+}
+
+/// What a handler knows about the request it serves.
+pub struct Ctx<'a> {
+    pub request_id: String,
+    pub request: &'a Request,
+    pub now: DateTime<Utc>,
+    params: Vec<(&'static str, String)>,
+    /// The user the request is about, for the log line.
+    pub user_id: Option<String>,
+    /// Extra fields for the log line.
+    pub log_fields: serde_json::Map<String, Value>,
+}
+
+impl Ctx<'_> {
+    /// A path parameter of the matched pattern.
+    pub fn param(&self, name: &str) -> &str {
+        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+
+    /// The query string parameters, percent-decoded.
+    pub fn query(&self) -> Vec<(String, String)> {
+        let query = self.request.query();
+        form_pairs(query)
+    }
+
+    /// Authenticates the bearer token (401 when it is missing or invalid).
+    pub fn authenticate(&mut self) -> Result<Principal, ApiError> {
+        let header = self.request.header("authorization").and_then(|h| h.as_str());
+        auth::authenticate(header)
+    }
+
+    /// Authenticates and refuses (403) a role that may not use this route at all.
+    pub fn authenticate_as(&mut self, allowed: &[Role]) -> Result<Principal, ApiError> {
+        let principal = self.authenticate()?;
+        if !allowed.contains(&principal.role) {
+            return Err(ApiError::Forbidden(format!(
+                "the {} role may not use this route",
+                principal.role.as_str()
+            )));
+        }
+        Ok(principal)
+    }
+
+    /// Reads the body as strict JSON into `T`: 413 over the limit, 415 when it
+    /// is not JSON, 400 naming the field at fault otherwise.
+    pub fn json_body<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json_body(self.request, MAX_BODY_BYTES)
+    }
+}
+
+/// Checks the size and content type of a body and decodes it.
+pub fn parse_json_body<T: DeserializeOwned>(request: &Request, limit: usize) -> Result<T, ApiError> {
+    let body = request.body();
+    if body.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let content_type = request.header("content-type").and_then(|h| h.as_str()).unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    decode_json(body)
+}
+
+/// Decodes JSON strictly, reporting syntax errors as `invalid_json` and wrong,
+/// missing or unknown fields as `validation_error` with the field's path.
+pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::InvalidJson { field: None, message: "the request body is empty".into() });
+    }
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    let result: Result<T, _> = serde_path_to_error::deserialize(deserializer);
+    let error = match result {
+        Ok(value) => return Ok(value),
+        Err(error) => error,
+    };
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    let message = strip_position(&inner.to_string());
+    match inner.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+            Err(ApiError::InvalidJson { field: None, message: format!("malformed JSON: {message}") })
+        }
+        serde_json::error::Category::Data => {
+            let field = field_of(&path, &message);
+            Err(ApiError::Validation { field, message })
+        }
+    }
+}
+
+/// serde_json appends " at line 1 column 17"; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The dotted path of the field at fault; for a missing field the error sits
+/// at the parent, so the field's own name is appended.
+fn field_of(path: &str, message: &str) -> Option<String> {
+    let parent = if path == "." { "" } else { path };
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match (parent, named) {
+        (parent, Some(name)) if parent == name || parent.ends_with(&format!(".{name}")) => Some(parent.to_string()),
+        ("", Some(name)) => Some(name.to_string()),
+        (parent, Some(name)) => Some(format!("{parent}.{name}")),
+        ("", None) => None,
+        (parent, None) => Some(parent.to_string()),
+    }
+}
+
+/// Splits `a=1&b=x%20y` into decoded pairs.
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                match (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b))) {
+                    (Some(high), Some(low)) => {
+                        out.push((high * 16 + low) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The request id: the client's `x-request-id` when it is a sensible token,
+/// a new UUID otherwise.
+fn request_id_of(request: &Request) -> String {
+    request
+        .header("x-request-id")
+        .and_then(|h| h.as_str())
+        .map(str::trim)
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Matches a path against a pattern, returning its parameters.
+fn match_pattern(pattern: &'static str, path: &str) -> Option<Vec<(&'static str, String)>> {
+    let mut params = Vec::new();
+    let mut pattern_segments = pattern.trim_end_matches('/').split('/');
+    let mut path_segments = path.trim_end_matches('/').split('/');
+    loop {
+        match (pattern_segments.next(), path_segments.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) if p.starts_with(':') => {
+                if s.is_empty() {
+                    return None;
+                }
+                params.push((&p[1..], percent_decode(s)));
+            }
+            (Some(p), Some(s)) if p == s => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Serves one request with a component's route table, and logs it.
+pub fn serve(request: Request, routes: &[Route]) -> Response {
+    let started = Instant::now();
+    let request_id = request_id_of(&request);
+    let now = Utc::now();
+    let path = request.path().to_string();
+    let method = request.method().clone();
+
+    let matching: Vec<(&Route, Vec<(&'static str, String)>)> =
+        routes.iter().filter_map(|r| match_pattern(r.pattern, &path).map(|p| (r, p))).collect();
+    let chosen = matching.iter().find(|(r, _)| r.method == method);
+
+    let mut route_name = "unmatched";
+    let mut user_id = None;
+    let mut log_fields = serde_json::Map::new();
+    let result = match chosen {
+        Some((route, params)) => {
+            route_name = route.name;
+            let mut ctx = Ctx {
+                request_id: request_id.clone(),
+                request: &request,
+                now,
+                params: params.clone(),
+                user_id: None,
+                log_fields: serde_json::Map::new(),
+            };
+            let result = (route.handler)(&mut ctx);
+            user_id = ctx.user_id;
+            log_fields = ctx.log_fields;
+            result
+        }
+        None if matching.is_empty() => Err(ApiError::NotFound(format!("no route for {path}"))),
+        None => {
+            route_name = matching[0].0.name;
+            let mut allow: Vec<&'static str> = matching.iter().map(|(r, _)| method_name(&r.method)).collect();
+            allow.dedup();
+            Err(ApiError::MethodNotAllowed { method: method.to_string(), allow })
+        }
+    };
+
+    let timestamp = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let (status, response) = match result {
+        Ok(reply) => {
+            let mut builder = Response::builder();
+            builder
+                .status(reply.status)
+                .header("content-type", reply.content_type)
+                .header("x-request-id", request_id.as_str());
+            for (name, value) in reply.headers {
+                builder.header(name, value);
+            }
+            (reply.status, builder.body(reply.body).build())
+        }
+        Err(error) => {
+            if error.status() >= 500 {
+                log_fields.insert("error".into(), Value::String(error.to_string()));
+            }
+            let mut builder = Response::builder();
+            builder
+                .status(error.status())
+                .header("content-type", "application/json")
+                .header("x-request-id", request_id.as_str());
+            for (name, value) in error.headers() {
+                builder.header(name, value);
+            }
+            let body = error.body(&request_id, &timestamp).to_string();
+            (error.status(), builder.body(body).build())
+        }
+    };
+
+    log::request(&request_id, &method.to_string(), route_name, &path, status, started.elapsed(), user_id.as_deref(), log_fields);
+    response
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Patch => "PATCH",
+        Method::Head => "HEAD",
+        Method::Options => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Formats a UTC instant the way every answer does (RFC 3339, `Z`).
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_captures_its_parameters() {
+        let params = match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings/42").unwrap();
+        assert_eq!(params, vec![("id", "42".to_string())]);
+        assert!(match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings").is_none());
+        assert!(match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings/1/x").is_none());
+    }
+
+    #[test]
+    fn a_missing_field_is_reported_by_its_full_path() {
+        assert_eq!(field_of("metadata", "missing field `emotion`"), Some("metadata.emotion".into()));
+        assert_eq!(field_of(".", "missing field `user_id`"), Some("user_id".into()));
+        assert_eq!(field_of("metadata.total_turns", "invalid type"), Some("metadata.total_turns".into()));
+    }
+
+    #[test]
+    fn query_strings_are_percent_decoded() {
+        assert_eq!(form_pairs("a=x%20y&b=1+2&c"), vec![
+            ("a".into(), "x y".into()),
+            ("b".into(), "1 2".into()),
+            ("c".into(), "".into())
+        ]);
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn syntax_errors_and_wrong_fields_are_told_apart() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            n: u32,
+        }
+        assert!(matches!(decode_json::<Body>(b"{"), Err(ApiError::InvalidJson { .. })));
+        assert!(matches!(decode_json::<Body>(b""), Err(ApiError::InvalidJson { .. })));
+        match decode_json::<Body>(br#"{"n": "x"}"#) {
+            Err(ApiError::Validation { field, .. }) => assert_eq!(field.as_deref(), Some("n")),
+            other => panic!("{other:?}"),
+        }
+        match decode_json::<Body>(br#"{"n": 1, "m": 2}"#) {
+            Err(ApiError::Validation { field, .. }) => assert_eq!(field.as_deref(), Some("m")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The Spin adapter shared by every component of the friendship context
+//! service. Components are thin: an entry macro and a route table; the rest
+//! lives here, written once.
+//!
+//! - [`http`]: the request pipeline (request ids, routing with 404/405, strict
+//!   JSON bodies, answers, the request log line);
+//! - [`auth`]: HS256 bearer tokens and the role rules;
+//! - [`error`]: the one error type and its mapping to HTTP;
+//! - [`config`]: Spin variables;
+//! - [`db`] and [`store`]: Postgres through `spin:postgres@4.0.0`;
+//! - [`cache`]: candidates in Spin key-value;
+//! - [`doorbell`]: outbound Redis (scorer notifications, cache counters);
+//! - [`suggestions`] and [`scorer`]: the two use cases with more than one step;
+//! - [`log`]: structured JSON log lines.
+
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod doorbell;
+pub mod error;
+pub mod http;
+pub mod log;
+pub mod scorer;
+pub mod store;
+pub mod suggestions;
+
+pub use error::ApiError;
+pub use http::{serve, Ctx, Reply, Route};
