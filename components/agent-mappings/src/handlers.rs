@@ -37,8 +37,16 @@ fn active_by_default() -> bool {
 
 fn check_length(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
     let n = value.chars().count();
-    if n < min || n > max || (min > 0 && value.trim().is_empty()) {
+    if n < min || n > max {
         return Err(ApiError::validation(field, format!("{field} must be between {min} and {max} characters")));
+    }
+    Ok(())
+}
+
+/// Identifiers and names are compared as written, so a padded one is a typo.
+fn check_trimmed(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim() != value {
+        return Err(ApiError::validation(field, format!("{field} must not start or end with whitespace")));
     }
     Ok(())
 }
@@ -47,13 +55,18 @@ impl MappingInput {
     /// The rules the database would also enforce, told to the client first.
     fn validate(self) -> Result<MappingFields, ApiError> {
         check_length("agent_id", &self.agent_id, 1, 128)?;
+        check_trimmed("agent_id", &self.agent_id)?;
         check_length("agent_name", &self.agent_name, 1, 200)?;
+        check_trimmed("agent_name", &self.agent_name)?;
         check_length("agent_description", &self.agent_description, 0, 2000)?;
         if self.trigger.is_some() && self.agent_type != AgentType::Greeting {
             return Err(ApiError::validation("trigger", "only greeting agents have a trigger"));
         }
         match (&self.topic, self.agent_type) {
-            (Some(topic), AgentType::Talk) => check_length("topic", topic, 1, 64)?,
+            (Some(topic), AgentType::Talk) => {
+                check_length("topic", topic, 1, 64)?;
+                check_trimmed("topic", topic)?;
+            }
             (None, AgentType::Talk) => return Err(ApiError::validation("topic", "talk agents must name the topic they cover")),
             (Some(_), _) => return Err(ApiError::validation("topic", "only talk agents have a topic")),
             (None, _) => {}
@@ -72,6 +85,7 @@ impl MappingInput {
     }
 }
 
+/// The mapping id of the path; one that cannot exist is a 404 before anything else.
 fn mapping_id(ctx: &Ctx) -> Result<i64, ApiError> {
     ctx.param("id")
         .parse::<i64>()
@@ -138,16 +152,16 @@ pub fn create_mapping(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 
 /// `GET /api/v1/agent-mappings/{id}`.
 pub fn get_mapping(ctx: &mut Ctx) -> Result<Reply, ApiError> {
-    ctx.authenticate_as(&[Role::Admin])?;
     let id = mapping_id(ctx)?;
+    ctx.authenticate_as(&[Role::Admin])?;
     let db = Db::open()?;
     Reply::ok(&store::get_mapping(&db, id)?.ok_or_else(not_found)?)
 }
 
 /// `PUT /api/v1/agent-mappings/{id}`: replaces the mapping's fields.
 pub fn replace_mapping(ctx: &mut Ctx) -> Result<Reply, ApiError> {
-    ctx.authenticate_as(&[Role::Admin])?;
     let id = mapping_id(ctx)?;
+    ctx.authenticate_as(&[Role::Admin])?;
     let fields = ctx.json_body::<MappingInput>()?.validate()?;
     let db = Db::open()?;
     let mapping = store::replace_mapping(&db, id, &fields)?.ok_or_else(not_found)?;
@@ -157,8 +171,8 @@ pub fn replace_mapping(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 
 /// `DELETE /api/v1/agent-mappings/{id}`: soft delete; answers the mapping, now inactive.
 pub fn deactivate_mapping(ctx: &mut Ctx) -> Result<Reply, ApiError> {
-    ctx.authenticate_as(&[Role::Admin])?;
     let id = mapping_id(ctx)?;
+    ctx.authenticate_as(&[Role::Admin])?;
     let db = Db::open()?;
     let mapping = store::deactivate_mapping(&db, id)?.ok_or_else(not_found)?;
     catalogue_changed(&db, ctx, &mapping)?;

@@ -33,9 +33,10 @@ pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 /// `GET /api/v1/conversations/{processing_id}`: an event's state; users see
 /// their own events only.
 pub fn get_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
-    let principal = ctx.authenticate()?;
     let not_found = || ApiError::NotFound("no conversation event with this processing_id".into());
+    // A processing_id that cannot exist is a 404 before anything else.
     let processing_id = uuid::Uuid::parse_str(ctx.param("processing_id")).map_err(|_| not_found())?;
+    let principal = ctx.authenticate()?;
     let db = Db::open()?;
     let event = store::get_event(&db, processing_id)?.ok_or_else(not_found)?;
     ctx.user_id = Some(event.user_id.clone());

@@ -2,15 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use friendship_domain::{TopicName, TopicUpdate, UserId};
+use friendship_domain::{validate_score_change, TopicName, TopicUpdate, UserId};
 use friendship_edge::auth::Role;
 use friendship_edge::cache::Cache;
 use friendship_edge::db::Db;
 use friendship_edge::{log, store, ApiError, Ctx, Reply};
 use serde::{Deserialize, Serialize};
-
-/// The largest score change one update may carry, either way.
-const MAX_SCORE_CHANGE: f64 = 1_000_000.0;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,12 +52,7 @@ pub fn update_friendship(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let request: UpdateRequest = ctx.json_body()?;
     let user_id = request.user_id.as_str().to_owned();
     ctx.user_id = Some(user_id.clone());
-    if !request.friendship_score_change.is_finite() || request.friendship_score_change.abs() > MAX_SCORE_CHANGE {
-        return Err(ApiError::validation(
-            "friendship_score_change",
-            format!("friendship_score_change must be between -{MAX_SCORE_CHANGE} and {MAX_SCORE_CHANGE}"),
-        ));
-    }
+    validate_score_change(request.friendship_score_change, "friendship_score_change")?;
     let topics: BTreeMap<String, TopicUpdate> = request
         .topic_metrics_update
         .unwrap_or_default()

@@ -245,8 +245,13 @@ pub fn serve(request: Request, routes: &[Route]) -> Response {
     let path = request.path().to_string();
     let method = request.method().clone();
 
-    let matching: Vec<(&Route, Vec<(&'static str, String)>)> =
+    let mut matching: Vec<(&Route, Vec<(&'static str, String)>)> =
         routes.iter().filter_map(|r| match_pattern(r.pattern, &path).map(|p| (r, p))).collect();
+    // A literal path wins over a parameter: `GET /conversations/end` is a
+    // wrong method on a known path, not an event named "end".
+    if matching.iter().any(|(_, params)| params.is_empty()) {
+        matching.retain(|(_, params)| params.is_empty());
+    }
     let chosen = matching.iter().find(|(r, _)| r.method == method);
 
     let mut route_name = "unmatched";
@@ -277,7 +282,7 @@ pub fn serve(request: Request, routes: &[Route]) -> Response {
         }
     };
 
-    let timestamp = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let timestamp = rfc3339(now);
     let (status, response) = match result {
         Ok(reply) => {
             let mut builder = Response::builder();

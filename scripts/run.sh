@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs the service on this machine, from a fresh clone:
+#   1. Postgres and Redis: the ones in DATABASE_URL / REDIS_URL or on their
+#      default ports, else private throwaway servers (installed when missing);
+#   2. the schema (`migrator up`) and the agent catalogue (`migrator seed`);
+#   3. the Spin components (`spin build`, or the same cargo build);
+#   4. the scorer as its own supervised process (restarted whenever its Redis
+#      trigger ends), with a doorbell ticker;
+#   5. the HTTP routes on http://$LISTEN (default 127.0.0.1:3000).
+# With the Spin CLI installed it runs `spin up --runtime-config-file ...`;
+# without it, the project's wasmtime host (tests/src/bin/spin-host.rs) serves
+# the same components from the same spin.toml, and says so.
+#
+#   bash scripts/run.sh                 # Ctrl-C stops everything it started
+# Environment: LISTEN, SPIN_VARIABLE_JWT_SECRET (a random one is made and
+# printed when unset), SPIN_VARIABLE_* for any other variable of spin.toml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+# shellcheck source=scripts/services.sh
+. scripts/services.sh
+ensure_services
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    stop_services
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+LISTEN=${LISTEN:-127.0.0.1:3000}
+mkdir -p .run
+
+echo "run: migrating and seeding the database" >&2
+cargo build --locked --release -q -p migrator
+target/release/migrator up
+target/release/migrator seed
+
+echo "run: building the components" >&2
+if command -v spin >/dev/null; then
+    spin build
+    runner=(spin up)
+else
+    bash scripts/build-components.sh
+    cargo build --locked --release -q -p e2e --bin spin-host
+    runner=("$root/target/release/spin-host")
+    echo "run: no Spin CLI on this machine: serving the same components with the project's wasmtime host" >&2
+fi
+
+# The key-value store lives in database 1 of the same Redis (see runtime-config.toml).
+runtime_config=runtime-config.toml
+if [[ "$REDIS_URL" != "redis://127.0.0.1:6379" && "$REDIS_URL" != "redis://127.0.0.1:6379/0" ]]; then
+    runtime_config=.run/runtime-config.toml
+    printf '[key_value_store.default]\ntype = "redis"\nurl = "%s/1"\n' "${REDIS_URL%/*[0-9]}" >"$runtime_config"
+fi
+
+host_port() { local rest=${1#*://}; rest=${rest#*@}; echo "${rest%%/*}"; }
+export SPIN_VARIABLE_DB_URL=${SPIN_VARIABLE_DB_URL:-$DATABASE_URL}
+export SPIN_VARIABLE_REDIS_URL=${SPIN_VARIABLE_REDIS_URL:-$REDIS_URL}
+export SPIN_VARIABLE_DB_HOST=${SPIN_VARIABLE_DB_HOST:-$(host_port "$DATABASE_URL")}
+export SPIN_VARIABLE_REDIS_HOST=${SPIN_VARIABLE_REDIS_HOST:-$(host_port "$REDIS_URL")}
+if [[ -z "${SPIN_VARIABLE_JWT_SECRET:-}" ]]; then
+    SPIN_VARIABLE_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+    export SPIN_VARIABLE_JWT_SECRET
+    echo "run: generated a JWT secret for this run: $SPIN_VARIABLE_JWT_SECRET" >&2
+    echo "run: mint a token with: SPIN_VARIABLE_JWT_SECRET=$SPIN_VARIABLE_JWT_SECRET python3 scripts/token.py --sub u-123 --role user" >&2
+fi
+
+bash scripts/scorer.sh "$runtime_config" "${runner[@]}" &
+pids+=($!)
+
+http_components=()
+for dir in components/*/; do
+    name=$(basename "$dir")
+    [[ "$name" == scorer ]] || http_components+=(--component-id "$name")
+done
+echo "run: serving http://$LISTEN" >&2
+"${runner[@]}" --runtime-config-file "$runtime_config" --listen "$LISTEN" "${http_components[@]}" &
+pids+=($!)
+wait -n "${pids[@]}"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the scorer as its own process, supervised: Spin's Redis trigger ends
+# (and `spin up` exits) when its Redis connection drops, so the scorer is
+# restarted until this script is stopped; the HTTP routes, in another process,
+# never go down with it. A ticker rings the scorer's doorbell every
+# TICK_SECONDS (default 2) so that retries come due and events whose
+# notification was lost are scored without waiting for new traffic.
+#
+#   bash scripts/scorer.sh RUNTIME_CONFIG RUNNER...   (RUNNER: `spin up` or the wasmtime host)
+# Needs SPIN_VARIABLE_REDIS_URL and the other variables in the environment.
+set -euo pipefail
+runtime_config=$1
+shift
+runner=("$@")
+channel=${SPIN_VARIABLE_EVENTS_CHANNEL:-conversation-events}
+tick_seconds=${TICK_SECONDS:-2}
+
+ticker() {
+    while true; do
+        sleep "$tick_seconds"
+        redis-cli -u "$SPIN_VARIABLE_REDIS_URL" PUBLISH "$channel" '{"kind":"tick"}' >/dev/null 2>&1 || true
+    done
+}
+if ! command -v redis-cli >/dev/null; then
+    echo "scorer: redis-cli not found (Debian package redis-tools): no ticker; retries wait for new events or a redrive" >&2
+else
+    ticker &
+    ticker_pid=$!
+    trap 'kill $ticker_pid 2>/dev/null || true' EXIT
+fi
+
+while true; do
+    status=0
+    "${runner[@]}" --runtime-config-file "$runtime_config" --component-id scorer || status=$?
+    echo "scorer: exited with status $status; restarting in 1 s" >&2
+    sleep 1
+done
