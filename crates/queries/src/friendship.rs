@@ -14,14 +14,22 @@
 macro_rules! status_columns {
     ($t:literal) => {
         concat!(
-            $t, ".user_id, ",
-            $t, ".friendship_score::float8 AS friendship_score, ",
-            $t, ".friendship_level, ",
-            $t, ".last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date, ",
-            $t, ".streak_day, ",
-            $t, ".total_turns, ",
-            $t, ".topic_metrics::text AS topic_metrics, ",
-            $t, ".last_emotion"
+            $t,
+            ".user_id, ",
+            $t,
+            ".friendship_score::float8 AS friendship_score, ",
+            $t,
+            ".friendship_level, ",
+            $t,
+            ".last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date, ",
+            $t,
+            ".streak_day, ",
+            $t,
+            ".total_turns, ",
+            $t,
+            ".topic_metrics::text AS topic_metrics, ",
+            $t,
+            ".last_emotion"
         )
     };
 }
@@ -54,7 +62,10 @@ FOR UPDATE";
 ///
 /// Parameters:
 /// - `$1` user_id text
-/// - `$2` score change float8 (the new score is floored at 0)
+/// - `$2` score change float8 (the new score is floored at 0 and kept to 10
+///   decimal places: an exact NUMERIC sum closer to a level boundary than a
+///   double can tell, such as 499.99999999999999, would read back as `500`
+///   with the level `acquaintance`; rounded, score and level always agree)
 /// - `$3` turns to add, int8
 /// - `$4` new streak_day int4, or NULL to keep it
 /// - `$5` last emotion text, or NULL to keep it
@@ -73,7 +84,7 @@ pub const APPLY_CHANGE: &str = concat!(
     FOR UPDATE
 ), updated AS (
     UPDATE friendship_status AS fs
-    SET friendship_score = GREATEST(0, fs.friendship_score + $2::float8::numeric),
+    SET friendship_score = round(GREATEST(0, fs.friendship_score + $2::float8::numeric), 10),
         total_turns = fs.total_turns + $3::int8,
         streak_day = COALESCE($4::int4, fs.streak_day),
         last_emotion = COALESCE($5::text, fs.last_emotion),

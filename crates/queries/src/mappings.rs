@@ -28,7 +28,10 @@ macro_rules! list_filter {
 }
 
 /// Counts the mappings that match the filters (see [`LIST`]). Returns `total` int8.
-pub const COUNT: &str = concat!("SELECT count(*) AS total FROM friendship_agent_mapping\n", list_filter!());
+pub const COUNT: &str = concat!(
+    "SELECT count(*) AS total FROM friendship_agent_mapping\n",
+    list_filter!()
+);
 
 /// Lists mappings by id. `$1` level text?, `$2` agent type text?, `$3`
 /// is_active bool?, `$4` limit int8, `$5` offset int8. Columns: the mapping columns.
@@ -41,7 +44,11 @@ pub const LIST: &str = concat!(
 );
 
 /// Reads one mapping. `$1` id int8.
-pub const GET: &str = concat!("SELECT ", mapping_columns!(), "\nFROM friendship_agent_mapping\nWHERE id = $1::int8");
+pub const GET: &str = concat!(
+    "SELECT ",
+    mapping_columns!(),
+    "\nFROM friendship_agent_mapping\nWHERE id = $1::int8"
+);
 
 /// Creates a mapping. `$1` level, `$2` agent type, `$3` agent_id, `$4` name,
 /// `$5` description, `$6` weight float8, `$7` is_active bool, `$8` trigger

@@ -1,5 +1,6 @@
 //! Moving the schema up and down, the generated level, and the catalogue version.
 
+use friendship_domain::Level;
 use migrator::{DownCount, MigrationState};
 
 use crate::support::{
@@ -147,17 +148,6 @@ fn status_flags_an_applied_migration_whose_file_changed() {
     });
 }
 
-/// The brief's rule, which the domain's `Level::from_score` also implements.
-fn level_rule(score: f64) -> &'static str {
-    if score >= 500.0 {
-        "friend"
-    } else if score >= 100.0 {
-        "acquaintance"
-    } else {
-        "stranger"
-    }
-}
-
 /// Inserts one user per score (passed as `float8`, as the components do) and returns
 /// `(score, generated level)` pairs read back as the components read them.
 async fn levels_of(pool: &sqlx::PgPool, scores: &[f64]) -> Vec<(f64, String)> {
@@ -197,7 +187,7 @@ fn the_generated_level_follows_the_rule_at_the_boundaries() {
 }
 
 #[test]
-fn the_generated_level_agrees_with_the_rule_over_a_range_of_scores() {
+fn the_generated_level_agrees_with_the_domain_rule_over_a_range_of_scores() {
     with_migrated_db(|db| async move {
         // i / 20 is the double nearest to each two-decimal score, so it survives NUMERIC.
         let scores: Vec<f64> = (0..=24_000).map(|i| f64::from(i) / 20.0).collect();
@@ -205,7 +195,7 @@ fn the_generated_level_agrees_with_the_rule_over_a_range_of_scores() {
         assert_eq!(got.len(), scores.len());
         for ((score, level), sent) in got.iter().zip(&scores) {
             assert_eq!(score, sent, "the score round-trips through NUMERIC");
-            assert_eq!(level, level_rule(*score), "score {score}");
+            assert_eq!(level, Level::from_score(*score).as_str(), "score {score}");
         }
     });
 }

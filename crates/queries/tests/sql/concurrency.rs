@@ -1,0 +1,248 @@
+//! Many transactions at once on one user: the increments in SQL and the row lock make the
+//! result the exact sum of the changes, whatever the interleaving.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use friendship_domain::{
+    conversation_score_change, next_streak, topic_updates, ConversationMetadata,
+};
+use friendship_queries::friendship;
+use sqlx::PgPool;
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::support::{
+    apply, claim, connect, ensure_user, get_event, history, insert_event, mark_processed,
+    new_event, status, utc, with_migrated_db, Change,
+};
+
+const WRITERS: usize = 40;
+
+/// The change of writer `i`: distinct score changes, turns and topics.
+fn change_of(i: usize, user_id: &str, processing_id: Uuid) -> Change {
+    let date = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    Change::conversation(user_id, processing_id, (i + 1) as f64 * 0.25, i as i64 + 1)
+        .topic(
+            &format!("topic-{}", i % 4),
+            (i % 7) as f64 * 0.5,
+            (i % 3) as u64 + 1,
+            date,
+        )
+        .topic("shared", 1.0, 1, date)
+}
+
+/// The score, turns and per-topic `(score, turns)` that `changes` add up to.
+fn sums(changes: &[Change]) -> (f64, i64, BTreeMap<String, (f64, u64)>) {
+    let mut topics: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for change in changes {
+        for (name, update) in &change.topics {
+            let entry = topics.entry(name.clone()).or_default();
+            entry.0 += update.score_change;
+            entry.1 += update.turns_increment;
+        }
+    }
+    (
+        changes.iter().map(|c| c.score_change).sum(),
+        changes.iter().map(|c| c.turns_increment).sum(),
+        topics,
+    )
+}
+
+/// Asserts that the user's history is one serial chain: each line starts where the
+/// previous one ended, so no change was applied to a stale score.
+async fn assert_serial_history(pool: &PgPool, user_id: &str, lines: usize) {
+    let history = history(pool, user_id).await;
+    assert_eq!(history.len(), lines);
+    for pair in history.windows(2) {
+        assert_eq!(pair[1].score_before, pair[0].score_after, "{pair:?}");
+    }
+}
+
+#[test]
+fn forty_concurrent_conversations_for_one_user_add_up_exactly() {
+    with_migrated_db(|db| async move {
+        // One connection per writer, so all of them hold a transaction at once.
+        let pool = connect(&db.url, WRITERS as u32).await;
+        let mut changes = Vec::new();
+        for i in 0..WRITERS {
+            changes.push(change_of(i, "user-1", new_event(&pool, "user-1").await));
+        }
+        let barrier = Arc::new(Barrier::new(WRITERS));
+        let mut writers = JoinSet::new();
+        for change in changes.clone() {
+            let (pool, barrier) = (pool.clone(), barrier.clone());
+            writers.spawn(async move {
+                let mut tx = pool.begin().await.unwrap();
+                // Every writer is inside its transaction before any touches the user.
+                barrier.wait().await;
+                ensure_user(&mut *tx, &change.user_id).await;
+                sqlx::query(friendship::LOCK_FOR_CONVERSATION)
+                    .bind(&change.user_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+                apply(&mut *tx, &change).await;
+                tx.commit().await.unwrap();
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+
+        let (score, turns, topics) = sums(&changes);
+        let s = status(&pool, "user-1").await.unwrap();
+        assert_eq!((s.friendship_score, s.total_turns), (score, turns));
+        assert_eq!((score, turns), (205.0, 820), "the sums themselves");
+        let got: BTreeMap<String, (f64, u64)> = s
+            .metrics()
+            .into_iter()
+            .map(|(name, m)| (name, (m.score, m.total_turns)))
+            .collect();
+        assert_eq!(got, topics);
+        assert_eq!(got["shared"], (40.0, 40));
+        assert_serial_history(&pool, "user-1", WRITERS).await;
+        pool.close().await;
+    });
+}
+
+#[test]
+fn forty_concurrent_service_updates_without_a_prior_lock_add_up_exactly() {
+    with_migrated_db(|db| async move {
+        let pool = connect(&db.url, WRITERS as u32).await;
+        ensure_user(&pool, "user-1").await;
+        apply(&pool, &Change::service("user-1", 1_000.0)).await;
+        let barrier = Arc::new(Barrier::new(WRITERS));
+        let mut writers = JoinSet::new();
+        let changes: Vec<Change> = (0..WRITERS)
+            .map(|i| Change::service("user-1", (i + 1) as f64 * 1.5 - 20.0))
+            .collect();
+        for change in changes.clone() {
+            let (pool, barrier) = (pool.clone(), barrier.clone());
+            // As `store::apply_service_update`: ENSURE_USER then APPLY_CHANGE, no LOCK.
+            writers.spawn(async move {
+                let mut tx = pool.begin().await.unwrap();
+                barrier.wait().await;
+                ensure_user(&mut *tx, &change.user_id).await;
+                apply(&mut *tx, &change).await;
+                tx.commit().await.unwrap();
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+        let (score, _, _) = sums(&changes);
+        assert_eq!(score, 430.0);
+        let s = status(&pool, "user-1").await.unwrap();
+        assert_eq!(s.friendship_score, 1_000.0 + score);
+        assert_eq!(s.friendship_level, "friend");
+        assert_serial_history(&pool, "user-1", WRITERS + 1).await;
+        pool.close().await;
+    });
+}
+
+/// The metadata of conversation `i`, in the domain's normalised form.
+fn metadata(i: usize) -> ConversationMetadata {
+    let emotions = ["interesting", "boring", "happy", "sad", "neutral"];
+    serde_json::from_value(serde_json::json!({
+        "total_turns": i % 9 + 1,
+        "user_initiated_questions": i % 4,
+        "emotion": emotions[i % emotions.len()],
+        "new_memories_count": i % 2,
+        "topics": [{ "name": format!("topic-{}", i % 3), "turns": i % 5 + 1, "user_questions": i % 2 }],
+    }))
+    .unwrap()
+}
+
+/// One scorer, as `scorer::score_next` works: claim, lock the user, apply, mark
+/// processed, commit; until nothing is due. Returns how many events it scored.
+async fn scorer(pool: PgPool) -> usize {
+    let mut scored = 0;
+    loop {
+        let mut tx = pool.begin().await.unwrap();
+        let Some(claimed) = claim(&mut *tx).await else {
+            tx.commit().await.unwrap();
+            return scored;
+        };
+        let metadata: ConversationMetadata = serde_json::from_str(&claimed.payload).unwrap();
+        let now = utc(claimed.now);
+        ensure_user(&mut *tx, &claimed.user_id).await;
+        let (last, streak): (Option<chrono::NaiveDateTime>, i32) =
+            sqlx::query_as(friendship::LOCK_FOR_CONVERSATION)
+                .bind(&claimed.user_id)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        let streak = next_streak(last.map(|t| t.date()), streak as u32, now.date_naive());
+        let change = Change {
+            streak_day: Some(streak as i32),
+            last_emotion: Some(metadata.emotion.as_str()),
+            topics: topic_updates(&metadata, now),
+            ..Change::conversation(
+                &claimed.user_id,
+                claimed.processing_id,
+                conversation_score_change(&metadata),
+                i64::from(metadata.total_turns.get()),
+            )
+        };
+        apply(&mut *tx, &change).await;
+        assert_eq!(mark_processed(&mut *tx, claimed.processing_id).await, 1);
+        tx.commit().await.unwrap();
+        scored += 1;
+    }
+}
+
+#[test]
+fn concurrent_scorers_score_every_event_once_even_when_it_was_posted_twice() {
+    with_migrated_db(|db| async move {
+        const EVENTS: usize = 90;
+        const SCORERS: usize = 6;
+        let users = ["user-a", "user-b", "user-c"];
+        let pool = connect(&db.url, SCORERS as u32 + 1).await;
+        let mut expected: BTreeMap<&str, (f64, i64)> = BTreeMap::new();
+        let mut ids = Vec::new();
+        for i in 0..EVENTS {
+            let user = users[i % users.len()];
+            let m = metadata(i);
+            let payload = serde_json::to_string(&m).unwrap();
+            let id = insert_event(&pool, &format!("conv-{i}"), user, &payload)
+                .await
+                .unwrap();
+            assert_eq!(
+                insert_event(&pool, &format!("conv-{i}"), user, &payload).await,
+                None
+            );
+            ids.push(id);
+            let entry = expected.entry(user).or_default();
+            entry.0 += conversation_score_change(&m);
+            entry.1 += i64::from(m.total_turns.get());
+        }
+
+        let mut scorers = JoinSet::new();
+        for _ in 0..SCORERS {
+            scorers.spawn(scorer(pool.clone()));
+        }
+        let mut scored = 0;
+        while let Some(done) = scorers.join_next().await {
+            scored += done.unwrap();
+        }
+        assert_eq!(scored, EVENTS);
+
+        for id in ids {
+            assert_eq!(get_event(&pool, id).await.status, "processed");
+        }
+        for (user, (score, turns)) in expected {
+            let s = status(&pool, user).await.unwrap();
+            assert_eq!(
+                (s.friendship_score, s.total_turns),
+                (score, turns),
+                "{user}"
+            );
+            assert_eq!(s.streak_day, 1, "all on one day");
+            assert_serial_history(&pool, user, EVENTS / users.len()).await;
+        }
+        pool.close().await;
+    });
+}

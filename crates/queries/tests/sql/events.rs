@@ -1,0 +1,421 @@
+//! The durable event record: accepting once, reading, claiming with
+//! `FOR UPDATE SKIP LOCKED`, retrying, dead-lettering and redriving.
+
+use chrono::TimeDelta;
+use friendship_queries::events;
+use uuid::Uuid;
+
+use crate::support::{
+    claim, db_now, due_in_seconds, get_event, insert_event, mark_processed, new_event,
+    record_failure, utc, with_migrated_db, PAYLOAD,
+};
+
+/// A row of [`events::FIND_EVENT_BY_CONVERSATION`]: `(processing_id, user_id, same_payload)`.
+async fn find(pool: &sqlx::PgPool, conversation_id: &str, payload: &str) -> (Uuid, String, bool) {
+    sqlx::query_as(events::FIND_EVENT_BY_CONVERSATION)
+        .bind(conversation_id)
+        .bind(payload)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn count_events(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM conversation_events")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Ages an event by `seconds` (its acceptance and due time), as if recorded earlier.
+async fn age(pool: &sqlx::PgPool, processing_id: Uuid, seconds: f64) {
+    sqlx::query(
+        "UPDATE conversation_events
+         SET accepted_at = accepted_at - make_interval(secs => $2),
+             next_attempt_at = next_attempt_at - make_interval(secs => $2)
+         WHERE processing_id = $1",
+    )
+    .bind(processing_id)
+    .bind(seconds)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn redrive(pool: &sqlx::PgPool, older_than_seconds: f64) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = sqlx::query_scalar(events::REDRIVE)
+        .bind(older_than_seconds)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_conversation_recorded_twice_creates_one_event_and_the_repeat_returns_no_row() {
+    with_migrated_db(|db| async move {
+        let first = insert_event(&db.pool, "conv-1", "user-1", PAYLOAD).await;
+        let repeat = insert_event(&db.pool, "conv-1", "user-1", PAYLOAD).await;
+        let other_user = insert_event(&db.pool, "conv-1", "user-2", PAYLOAD).await;
+        assert!(first.is_some());
+        assert_eq!(repeat, None);
+        assert_eq!(other_user, None, "conversation ids are unique across users");
+        assert_eq!(count_events(&db.pool).await, 1);
+
+        let (processing_id, user_id, _) = find(&db.pool, "conv-1", PAYLOAD).await;
+        assert_eq!(Some(processing_id), first);
+        assert_eq!(user_id, "user-1", "the first record stays");
+    });
+}
+
+#[test]
+fn the_same_json_in_another_key_order_and_spacing_is_the_same_payload() {
+    with_migrated_db(|db| async move {
+        insert_event(&db.pool, "conv-1", "user-1", PAYLOAD)
+            .await
+            .unwrap();
+        let reordered = r#"{ "topics": [ {"user_questions": 1, "turns": 3, "name": "music"} ],
+                             "new_memories_count": 0, "emotion": "happy",
+                             "user_initiated_questions": 1, "total_turns": 4 }"#;
+        assert!(find(&db.pool, "conv-1", reordered).await.2);
+
+        for different in [
+            PAYLOAD.replace(r#""total_turns":4"#, r#""total_turns":5"#),
+            PAYLOAD.replace("happy", "sad"),
+            PAYLOAD.replace(
+                r#","topics":[{"name":"music","turns":3,"user_questions":1}]"#,
+                "",
+            ),
+        ] {
+            assert!(!find(&db.pool, "conv-1", &different).await.2, "{different}");
+        }
+    });
+}
+
+#[test]
+fn get_event_reads_utc_timestamps_whatever_the_session_time_zone() {
+    with_migrated_db(|db| async move {
+        let id = new_event(&db.pool, "user-1").await;
+        let mut conn = db.pool.acquire().await.unwrap();
+        // A session far from UTC: a `timestamp` read without AT TIME ZONE would be 10 h off.
+        sqlx::query("SET TIME ZONE 'Pacific/Kiritimati'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let now = db_now(&mut *conn).await;
+        let event = get_event(&mut *conn, id).await;
+        assert_eq!(event.processing_id, id);
+        assert_eq!(event.user_id, "user-1");
+        assert!(event.conversation_id.starts_with("conv-"));
+        assert_eq!(event.status, "pending");
+        assert_eq!(event.attempts, 0);
+        assert_eq!(event.last_error, None);
+        assert_eq!(event.processed_at, None);
+        let skew = now - utc(event.accepted_at);
+        assert!(
+            skew >= TimeDelta::zero() && skew < TimeDelta::seconds(60),
+            "accepted_at {} is a UTC time shortly before {now}",
+            event.accepted_at
+        );
+
+        assert_eq!(mark_processed(&mut *conn, id).await, 1);
+        let processed = get_event(&mut *conn, id).await;
+        let processed_at = utc(processed.processed_at.expect("processed_at is set"));
+        assert!((processed_at - db_now(&mut *conn).await).abs() < TimeDelta::seconds(60));
+        assert!(processed_at >= utc(processed.accepted_at));
+    });
+}
+
+#[test]
+fn get_event_of_an_unknown_id_returns_no_row() {
+    with_migrated_db(|db| async move {
+        new_event(&db.pool, "user-1").await;
+        let row = sqlx::query(events::GET_EVENT)
+            .bind(Uuid::new_v4())
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
+        assert!(row.is_none());
+    });
+}
+
+#[test]
+fn a_claim_returns_the_oldest_due_event_with_its_payload_and_the_database_clock() {
+    with_migrated_db(|db| async move {
+        let newer = new_event(&db.pool, "user-2").await;
+        let older = new_event(&db.pool, "user-1").await;
+        age(&db.pool, older, 30.0).await;
+
+        let mut tx = db.pool.begin().await.unwrap();
+        let claimed = claim(&mut *tx).await.expect("an event is due");
+        assert_eq!(claimed.processing_id, older);
+        assert_eq!(claimed.user_id, "user-1");
+        assert_eq!(claimed.attempts, 0);
+        let payload: serde_json::Value = serde_json::from_str(&claimed.payload).unwrap();
+        assert_eq!(
+            payload,
+            serde_json::from_str::<serde_json::Value>(PAYLOAD).unwrap()
+        );
+        let now = db_now(&mut *tx).await;
+        assert_eq!(
+            utc(claimed.now),
+            now,
+            "`now` is the transaction's clock, in UTC"
+        );
+        tx.rollback().await.unwrap();
+
+        let mut tx = db.pool.begin().await.unwrap();
+        assert_eq!(
+            claim(&mut *tx).await.unwrap().processing_id,
+            older,
+            "a rolled-back claim is released"
+        );
+        assert_eq!(mark_processed(&mut *tx, older).await, 1);
+        tx.commit().await.unwrap();
+        let mut tx = db.pool.begin().await.unwrap();
+        assert_eq!(
+            claim(&mut *tx).await.unwrap().processing_id,
+            newer,
+            "processed events are never claimed"
+        );
+    });
+}
+
+#[test]
+fn two_concurrent_scorers_claim_different_events() {
+    with_migrated_db(|db| async move {
+        let a = new_event(&db.pool, "user-1").await;
+        let b = new_event(&db.pool, "user-1").await;
+        let mut first = db.pool.begin().await.unwrap();
+        let mut second = db.pool.begin().await.unwrap();
+        let mut third = db.pool.begin().await.unwrap();
+        let one = claim(&mut *first)
+            .await
+            .expect("the first scorer claims an event");
+        let two = claim(&mut *second)
+            .await
+            .expect("the second scorer claims the other");
+        let mut claimed = [one.processing_id, two.processing_id];
+        claimed.sort();
+        let mut recorded = [a, b];
+        recorded.sort();
+        assert_eq!(claimed, recorded);
+        assert!(claim(&mut *third).await.is_none(), "both events are locked");
+        first.commit().await.unwrap();
+        second.commit().await.unwrap();
+        third.commit().await.unwrap();
+    });
+}
+
+#[test]
+fn an_event_locked_by_one_scorer_is_skipped_by_another_until_released() {
+    with_migrated_db(|db| async move {
+        let id = new_event(&db.pool, "user-1").await;
+        let mut holder = db.pool.begin().await.unwrap();
+        assert_eq!(claim(&mut *holder).await.unwrap().processing_id, id);
+
+        let mut other = db.pool.begin().await.unwrap();
+        // SKIP LOCKED answers at once: a statement that waited would hit this timeout.
+        sqlx::query("SET LOCAL lock_timeout = '2s'")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        assert!(claim(&mut *other).await.is_none());
+        other.rollback().await.unwrap();
+
+        holder.rollback().await.unwrap();
+        let mut other = db.pool.begin().await.unwrap();
+        assert_eq!(claim(&mut *other).await.unwrap().processing_id, id);
+    });
+}
+
+#[test]
+fn events_not_yet_due_are_not_claimed() {
+    with_migrated_db(|db| async move {
+        let id = new_event(&db.pool, "user-1").await;
+        assert_eq!(
+            record_failure(&db.pool, id, "boom", 3, 3600.0).await,
+            Some(("pending".to_owned(), 1))
+        );
+        let mut tx = db.pool.begin().await.unwrap();
+        assert!(claim(&mut *tx).await.is_none(), "due in an hour");
+        tx.rollback().await.unwrap();
+
+        age(&db.pool, id, 3601.0).await;
+        let mut tx = db.pool.begin().await.unwrap();
+        let claimed = claim(&mut *tx).await.expect("due once its time has come");
+        assert_eq!((claimed.processing_id, claimed.attempts), (id, 1));
+    });
+}
+
+#[test]
+fn a_failure_before_the_last_attempt_keeps_the_event_pending_and_due_later() {
+    with_migrated_db(|db| async move {
+        let id = new_event(&db.pool, "user-1").await;
+        assert_eq!(
+            record_failure(&db.pool, id, "first", 3, 1.5).await,
+            Some(("pending".to_owned(), 1))
+        );
+        let due = due_in_seconds(&db.pool, id).await;
+        assert!(
+            due > 1.0 && due <= 1.5,
+            "due in {due} s, about the 1.5 s asked for"
+        );
+        assert_eq!(
+            record_failure(&db.pool, id, "second", 3, 0.25).await,
+            Some(("pending".to_owned(), 2))
+        );
+        let event = get_event(&db.pool, id).await;
+        assert_eq!((event.status.as_str(), event.attempts), ("pending", 2));
+        assert_eq!(event.last_error.as_deref(), Some("second"));
+        assert_eq!(event.processed_at, None);
+    });
+}
+
+#[test]
+fn the_last_failed_attempt_marks_the_event_failed_with_its_error() {
+    with_migrated_db(|db| async move {
+        let id = new_event(&db.pool, "user-1").await;
+        for attempt in 1..=2 {
+            assert_eq!(
+                record_failure(&db.pool, id, &format!("failure {attempt}"), 3, 0.0).await,
+                Some(("pending".to_owned(), attempt))
+            );
+        }
+        assert_eq!(
+            record_failure(&db.pool, id, "failure 3", 3, 0.0).await,
+            Some(("failed".to_owned(), 3))
+        );
+        let event = get_event(&db.pool, id).await;
+        assert_eq!((event.status.as_str(), event.attempts), ("failed", 3));
+        assert_eq!(event.last_error.as_deref(), Some("failure 3"));
+
+        assert_eq!(
+            record_failure(&db.pool, id, "late", 3, 0.0).await,
+            None,
+            "a failed event is not failed again"
+        );
+        let mut tx = db.pool.begin().await.unwrap();
+        assert!(
+            claim(&mut *tx).await.is_none(),
+            "a failed event is never claimed"
+        );
+    });
+}
+
+#[test]
+fn mark_processed_only_touches_pending_events() {
+    with_migrated_db(|db| async move {
+        let pending = new_event(&db.pool, "user-1").await;
+        let failed = new_event(&db.pool, "user-1").await;
+        record_failure(&db.pool, failed, "dead", 1, 0.0)
+            .await
+            .unwrap();
+
+        assert_eq!(mark_processed(&db.pool, pending).await, 1);
+        let event = get_event(&db.pool, pending).await;
+        assert_eq!((event.status.as_str(), event.attempts), ("processed", 1));
+        let processed_at = event.processed_at.expect("processed_at is set");
+
+        assert_eq!(mark_processed(&db.pool, pending).await, 0, "processed once");
+        assert_eq!(
+            get_event(&db.pool, pending).await.processed_at,
+            Some(processed_at)
+        );
+        assert_eq!(
+            mark_processed(&db.pool, failed).await,
+            0,
+            "a failed event stays failed"
+        );
+        let event = get_event(&db.pool, failed).await;
+        assert_eq!(
+            (event.status.as_str(), event.processed_at),
+            ("failed", None)
+        );
+        assert_eq!(mark_processed(&db.pool, Uuid::new_v4()).await, 0);
+    });
+}
+
+#[test]
+fn an_unprocessable_event_fails_at_once_and_only_when_pending() {
+    with_migrated_db(|db| async move {
+        let pending = new_event(&db.pool, "user-1").await;
+        let processed = new_event(&db.pool, "user-1").await;
+        mark_processed(&db.pool, processed).await;
+        for id in [pending, processed] {
+            sqlx::query(events::MARK_UNPROCESSABLE)
+                .bind(id)
+                .bind("payload does not decode")
+                .execute(&db.pool)
+                .await
+                .unwrap();
+        }
+        let event = get_event(&db.pool, pending).await;
+        assert_eq!((event.status.as_str(), event.attempts), ("failed", 1));
+        assert_eq!(event.last_error.as_deref(), Some("payload does not decode"));
+        let event = get_event(&db.pool, processed).await;
+        assert_eq!(
+            (event.status.as_str(), event.last_error),
+            ("processed", None)
+        );
+    });
+}
+
+#[test]
+fn redrive_requeues_failed_and_old_pending_events_but_not_recent_pending_nor_processed() {
+    with_migrated_db(|db| async move {
+        let failed = new_event(&db.pool, "user-1").await;
+        for _ in 0..3 {
+            record_failure(&db.pool, failed, "dead", 3, 0.0)
+                .await
+                .unwrap();
+        }
+        let old_pending = new_event(&db.pool, "user-1").await;
+        record_failure(&db.pool, old_pending, "retrying", 3, 3600.0)
+            .await
+            .unwrap();
+        age(&db.pool, old_pending, 120.0).await;
+        let recent_pending = new_event(&db.pool, "user-1").await;
+        let processed = new_event(&db.pool, "user-1").await;
+        age(&db.pool, processed, 120.0).await;
+        mark_processed(&db.pool, processed).await;
+
+        let mut expected = vec![failed, old_pending];
+        expected.sort();
+        assert_eq!(redrive(&db.pool, 60.0).await, expected);
+
+        let event = get_event(&db.pool, failed).await;
+        assert_eq!(
+            (event.status.as_str(), event.attempts),
+            ("pending", 0),
+            "a fresh set of attempts"
+        );
+        let event = get_event(&db.pool, old_pending).await;
+        assert_eq!(
+            (event.status.as_str(), event.attempts),
+            ("pending", 1),
+            "attempts kept"
+        );
+        for id in [failed, old_pending] {
+            assert!(due_in_seconds(&db.pool, id).await <= 0.0, "due now");
+        }
+        assert_eq!(get_event(&db.pool, recent_pending).await.status, "pending");
+        assert_eq!(get_event(&db.pool, processed).await.status, "processed");
+
+        // Both are claimable again, next to the recent one: three scorers claim all three.
+        let mut scorers = Vec::new();
+        let mut claimed = Vec::new();
+        for _ in 0..4 {
+            let mut tx = db.pool.begin().await.unwrap();
+            if let Some(event) = claim(&mut *tx).await {
+                claimed.push(event.processing_id);
+            }
+            scorers.push(tx);
+        }
+        claimed.sort();
+        let mut due = vec![failed, old_pending, recent_pending];
+        due.sort();
+        assert_eq!(claimed, due);
+    });
+}

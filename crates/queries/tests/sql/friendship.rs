@@ -1,0 +1,449 @@
+//! Friendship status and [`friendship::APPLY_CHANGE`]: increments in SQL, the floor at 0,
+//! the generated level, the history and level transitions, topic merging, the
+//! keep-when-NULL parameters, and the exactly-once guard.
+
+use chrono::{DateTime, TimeZone, Utc};
+use friendship_domain::TopicMetric;
+use friendship_queries::friendship;
+
+use crate::support::{
+    apply, db_now, ensure_user, history, new_event, sqlstate, status, transitions, try_apply, utc,
+    with_migrated_db, Change, HistoryLine, Transition, LOCK_NOT_AVAILABLE, UNIQUE_VIOLATION,
+};
+
+fn day(d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, d, 12, 0, 0).unwrap()
+}
+
+fn metric(score: f64, total_turns: u64, last_date: DateTime<Utc>) -> TopicMetric {
+    TopicMetric {
+        score,
+        total_turns,
+        last_date,
+    }
+}
+
+async fn level_of(pool: &sqlx::PgPool, user_id: &str) -> Option<String> {
+    sqlx::query_scalar(friendship::GET_LEVEL)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+#[test]
+fn ensure_user_creates_a_stranger_with_no_history_once() {
+    with_migrated_db(|db| async move {
+        assert!(status(&db.pool, "user-1").await.is_none());
+        assert_eq!(level_of(&db.pool, "user-1").await, None);
+        ensure_user(&db.pool, "user-1").await;
+        apply(&db.pool, &Change::service("user-1", 42.0)).await;
+        ensure_user(&db.pool, "user-1").await;
+
+        let s = status(&db.pool, "user-1").await.unwrap();
+        assert_eq!(
+            s.friendship_score, 42.0,
+            "a second ENSURE_USER resets nothing"
+        );
+        assert_eq!(s.friendship_level, "stranger");
+        assert_eq!(
+            level_of(&db.pool, "user-1").await.as_deref(),
+            Some("stranger")
+        );
+
+        ensure_user(&db.pool, "user-2").await;
+        let fresh = status(&db.pool, "user-2").await.unwrap();
+        assert_eq!(fresh.user_id, "user-2");
+        assert_eq!(
+            (
+                fresh.friendship_score,
+                fresh.friendship_level.as_str(),
+                fresh.streak_day,
+                fresh.total_turns
+            ),
+            (0.0, "stranger", 0, 0)
+        );
+        assert_eq!(
+            (fresh.last_interaction_date, fresh.last_emotion.as_deref()),
+            (None, None)
+        );
+        assert!(fresh.metrics().is_empty());
+        assert!(history(&db.pool, "user-2").await.is_empty());
+    });
+}
+
+#[test]
+fn a_change_adds_to_the_score_and_turns_and_returns_the_previous_level() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        let first = apply(
+            &db.pool,
+            &Change::conversation("user-1", new_event(&db.pool, "user-1").await, 30.5, 4),
+        )
+        .await;
+        assert_eq!(
+            (first.status.friendship_score, first.status.total_turns),
+            (30.5, 4)
+        );
+        assert_eq!(first.previous_level, "stranger");
+
+        let second = apply(
+            &db.pool,
+            &Change::conversation("user-1", new_event(&db.pool, "user-1").await, 80.0, 6),
+        )
+        .await;
+        assert_eq!(
+            (second.status.friendship_score, second.status.total_turns),
+            (110.5, 10)
+        );
+        assert_eq!(
+            (
+                second.previous_level.as_str(),
+                second.status.friendship_level.as_str()
+            ),
+            ("stranger", "acquaintance")
+        );
+
+        let third = apply(&db.pool, &Change::service("user-1", 1.0)).await;
+        assert_eq!(
+            (third.status.friendship_score, third.status.total_turns),
+            (111.5, 10)
+        );
+        assert_eq!(third.previous_level, "acquaintance");
+
+        let read = status(&db.pool, "user-1").await.unwrap();
+        assert_eq!(read.friendship_score, 111.5);
+        assert_eq!(read.friendship_level, "acquaintance");
+        assert_eq!(read.topic_metrics, third.status.topic_metrics);
+    });
+}
+
+#[test]
+fn a_big_negative_change_floors_the_score_at_zero_and_the_history_keeps_the_request() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        apply(&db.pool, &Change::service("user-1", 120.0)).await;
+        let floored = apply(&db.pool, &Change::service("user-1", -1_000.0)).await;
+        assert_eq!(floored.status.friendship_score, 0.0);
+        assert_eq!(floored.status.friendship_level, "stranger");
+        assert_eq!(floored.previous_level, "acquaintance");
+        let again = apply(&db.pool, &Change::service("user-1", -5.0)).await;
+        assert_eq!(again.status.friendship_score, 0.0, "never negative");
+        assert_eq!(
+            history(&db.pool, "user-1").await[1..],
+            [
+                HistoryLine {
+                    cause: "service_update".into(),
+                    processing_id: None,
+                    score_change: -1_000.0,
+                    score_before: 120.0,
+                    score_after: 0.0
+                },
+                HistoryLine {
+                    cause: "service_update".into(),
+                    processing_id: None,
+                    score_change: -5.0,
+                    score_before: 0.0,
+                    score_after: 0.0
+                },
+            ]
+        );
+    });
+}
+
+#[test]
+fn every_change_writes_one_history_line_and_a_transition_only_when_the_level_changes() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        let e1 = new_event(&db.pool, "user-1").await;
+        let e2 = new_event(&db.pool, "user-1").await;
+        let e3 = new_event(&db.pool, "user-1").await;
+        let steps = [
+            (Change::conversation("user-1", e1, 150.0, 1), "acquaintance"),
+            (Change::conversation("user-1", e2, 10.0, 1), "acquaintance"),
+            (Change::service("user-1", 400.0), "friend"),
+            (Change::conversation("user-1", e3, 0.0, 1), "friend"),
+            (Change::service("user-1", -1_000.0), "stranger"),
+        ];
+        for (change, level) in &steps {
+            assert_eq!(
+                apply(&db.pool, change).await.status.friendship_level,
+                *level
+            );
+        }
+
+        assert_eq!(
+            transitions(&db.pool, "user-1").await,
+            [
+                Transition {
+                    from_level: "stranger".into(),
+                    to_level: "acquaintance".into(),
+                    score: 150.0,
+                    cause: "conversation".into(),
+                    processing_id: Some(e1)
+                },
+                Transition {
+                    from_level: "acquaintance".into(),
+                    to_level: "friend".into(),
+                    score: 560.0,
+                    cause: "service_update".into(),
+                    processing_id: None
+                },
+                Transition {
+                    from_level: "friend".into(),
+                    to_level: "stranger".into(),
+                    score: 0.0,
+                    cause: "service_update".into(),
+                    processing_id: None
+                },
+            ]
+        );
+        let lines = history(&db.pool, "user-1").await;
+        let summary: Vec<_> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.processing_id,
+                    l.score_change,
+                    l.score_before,
+                    l.score_after,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Some(e1), 150.0, 0.0, 150.0),
+                (Some(e2), 10.0, 150.0, 160.0),
+                (None, 400.0, 160.0, 560.0),
+                (Some(e3), 0.0, 560.0, 560.0),
+                (None, -1_000.0, 560.0, 0.0),
+            ]
+        );
+        assert!(transitions(&db.pool, "user-2").await.is_empty());
+    });
+}
+
+#[test]
+fn topic_metrics_merge_per_topic_and_leave_other_topics_alone() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        let first = Change::service("user-1", 0.0)
+            .topic("music", 4.5, 3, day(1))
+            .topic("games", 2.0, 1, day(1));
+        apply(&db.pool, &first).await;
+        let second = Change::service("user-1", 0.0)
+            .topic("music", 1.25, 2, day(2))
+            .topic("art", 3.0, 5, day(2));
+        let changed = apply(&db.pool, &second).await;
+        let expected = [
+            ("art".to_owned(), metric(3.0, 5, day(2))),
+            ("games".to_owned(), metric(2.0, 1, day(1))),
+            ("music".to_owned(), metric(5.75, 5, day(2))),
+        ]
+        .into();
+        assert_eq!(changed.status.metrics(), expected);
+
+        let untouched = apply(&db.pool, &Change::service("user-1", 1.0)).await;
+        assert_eq!(untouched.status.metrics(), expected, "no topic, no change");
+        assert_eq!(
+            status(&db.pool, "user-1").await.unwrap().metrics(),
+            expected
+        );
+        // Only the three documented keys per topic, so the strict domain decoder accepts them.
+        let raw: serde_json::Value = serde_json::from_str(&untouched.status.topic_metrics).unwrap();
+        let keys: Vec<_> = raw["music"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["last_date", "score", "total_turns"]);
+    });
+}
+
+#[test]
+fn topic_scores_floor_at_zero_while_their_turns_still_add_up() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        apply(
+            &db.pool,
+            &Change::service("user-1", 0.0).topic("music", 4.5, 3, day(1)),
+        )
+        .await;
+        let floored = apply(
+            &db.pool,
+            &Change::service("user-1", 0.0).topic("music", -10.0, 2, day(2)),
+        )
+        .await;
+        assert_eq!(floored.status.metrics()["music"], metric(0.0, 5, day(2)));
+        let fresh = apply(
+            &db.pool,
+            &Change::service("user-1", 0.0).topic("chess", -3.0, 1, day(3)),
+        )
+        .await;
+        assert_eq!(
+            fresh.status.metrics()["chess"],
+            metric(0.0, 1, day(3)),
+            "a new topic floors too"
+        );
+        let after = apply(
+            &db.pool,
+            &Change::service("user-1", 0.0).topic("music", 1.0, 0, day(4)),
+        )
+        .await;
+        assert_eq!(
+            after.status.metrics()["music"],
+            metric(1.0, 5, day(4)),
+            "counted from 0, not -5.5"
+        );
+    });
+}
+
+#[test]
+fn null_streak_and_emotion_keep_the_stored_values() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        let set = Change {
+            streak_day: Some(3),
+            last_emotion: Some("happy"),
+            ..Change::conversation("user-1", new_event(&db.pool, "user-1").await, 1.0, 1)
+        };
+        let s = apply(&db.pool, &set).await.status;
+        assert_eq!(
+            (s.streak_day, s.last_emotion.as_deref()),
+            (3, Some("happy"))
+        );
+
+        let s = apply(&db.pool, &Change::service("user-1", 1.0))
+            .await
+            .status;
+        assert_eq!(
+            (s.streak_day, s.last_emotion.as_deref()),
+            (3, Some("happy")),
+            "NULL keeps"
+        );
+
+        let reset = Change {
+            streak_day: Some(0),
+            last_emotion: Some("sad"),
+            ..Change::service("user-1", 1.0)
+        };
+        let s = apply(&db.pool, &reset).await.status;
+        assert_eq!((s.streak_day, s.last_emotion.as_deref()), (0, Some("sad")));
+    });
+}
+
+#[test]
+fn an_interaction_sets_last_interaction_date_and_a_service_update_leaves_it() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        let s = apply(&db.pool, &Change::service("user-1", 1.0))
+            .await
+            .status;
+        assert_eq!(s.last_interaction_date, None);
+
+        let mut tx = db.pool.begin().await.unwrap();
+        let event = new_event(&mut *tx, "user-1").await;
+        let s = apply(&mut *tx, &Change::conversation("user-1", event, 1.0, 1))
+            .await
+            .status;
+        let set = s
+            .last_interaction_date
+            .expect("a conversation is an interaction");
+        assert_eq!(
+            utc(set),
+            db_now(&mut *tx).await,
+            "the transaction's now(), in UTC"
+        );
+        tx.commit().await.unwrap();
+
+        let s = apply(&db.pool, &Change::service("user-1", 1.0))
+            .await
+            .status;
+        assert_eq!(s.last_interaction_date, Some(set));
+        let locked: (Option<chrono::NaiveDateTime>, i32) =
+            sqlx::query_as(friendship::LOCK_FOR_CONVERSATION)
+                .bind("user-1")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(locked, (Some(set), 0));
+    });
+}
+
+#[test]
+fn applying_the_same_event_twice_fails_with_a_unique_violation_and_changes_nothing() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        let event = new_event(&db.pool, "user-1").await;
+        let change = Change::conversation("user-1", event, 25.0, 3).topic("music", 2.0, 3, day(1));
+        let first = apply(&db.pool, &change).await.status;
+
+        let mut tx = db.pool.begin().await.unwrap();
+        assert_eq!(
+            sqlstate(try_apply(&mut *tx, &change).await),
+            UNIQUE_VIOLATION
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(
+            sqlstate(try_apply(&db.pool, &change).await),
+            UNIQUE_VIOLATION
+        );
+
+        let now = status(&db.pool, "user-1").await.unwrap();
+        assert_eq!(
+            (now.friendship_score, now.total_turns, now.metrics()),
+            (first.friendship_score, first.total_turns, first.metrics())
+        );
+        assert_eq!(history(&db.pool, "user-1").await.len(), 1);
+        // Service updates carry no event and are never deduplicated.
+        apply(&db.pool, &Change::service("user-1", 1.0)).await;
+        apply(&db.pool, &Change::service("user-1", 1.0)).await;
+        assert_eq!(
+            status(&db.pool, "user-1").await.unwrap().friendship_score,
+            27.0
+        );
+    });
+}
+
+#[test]
+fn a_change_to_an_unknown_user_returns_no_row_and_writes_nothing() {
+    with_migrated_db(|db| async move {
+        let changed = try_apply(&db.pool, &Change::service("nobody", 500.0))
+            .await
+            .unwrap();
+        assert!(changed.is_none());
+        assert!(history(&db.pool, "nobody").await.is_empty());
+        assert!(transitions(&db.pool, "nobody").await.is_empty());
+    });
+}
+
+#[test]
+fn lock_for_conversation_holds_the_user_row_until_the_transaction_ends() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        ensure_user(&db.pool, "user-2").await;
+        let mut holder = db.pool.begin().await.unwrap();
+        sqlx::query(friendship::LOCK_FOR_CONVERSATION)
+            .bind("user-1")
+            .fetch_one(&mut *holder)
+            .await
+            .unwrap();
+
+        let mut other = db.pool.begin().await.unwrap();
+        sqlx::query("SET LOCAL lock_timeout = '200ms'")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let blocked = try_apply(&mut *other, &Change::service("user-1", 1.0)).await;
+        assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE);
+        other.rollback().await.unwrap();
+        apply(&db.pool, &Change::service("user-2", 1.0)).await;
+
+        apply(&mut *holder, &Change::service("user-1", 2.0)).await;
+        holder.commit().await.unwrap();
+        assert_eq!(
+            apply(&db.pool, &Change::service("user-1", 1.0))
+                .await
+                .status
+                .friendship_score,
+            3.0
+        );
+    });
+}

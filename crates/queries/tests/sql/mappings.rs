@@ -1,0 +1,461 @@
+//! The agent catalogue: create, read, replace, deactivate, list with filters and pages,
+//! the catalogue version every change bumps, and the active agents of a level.
+
+use chrono::NaiveDateTime;
+use friendship_queries::mappings;
+use sqlx::PgPool;
+
+use crate::support::{sqlstate, with_migrated_db, UNIQUE_VIOLATION};
+
+/// A row of the mapping statements, decoded as `store::mapping_of` decodes it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+struct Mapping {
+    id: i64,
+    friendship_level: String,
+    agent_type: String,
+    agent_id: String,
+    agent_name: String,
+    agent_description: String,
+    weight: f64,
+    is_active: bool,
+    greeting_trigger: Option<String>,
+    topic: Option<String>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+/// The operator-set fields (`store::MappingFields`), `$1`..`$9` of INSERT and REPLACE.
+#[derive(Debug, Clone)]
+struct Fields {
+    level: &'static str,
+    agent_type: &'static str,
+    agent_id: String,
+    name: String,
+    description: String,
+    weight: f64,
+    is_active: bool,
+    trigger: Option<&'static str>,
+    topic: Option<&'static str>,
+}
+
+impl Fields {
+    fn new(level: &'static str, agent_type: &'static str, agent_id: &str) -> Fields {
+        Fields {
+            level,
+            agent_type,
+            agent_id: agent_id.to_owned(),
+            name: format!("{agent_id} name"),
+            description: format!("{agent_id} description"),
+            weight: 1.5,
+            is_active: true,
+            trigger: None,
+            topic: (agent_type == "talk").then_some("music"),
+        }
+    }
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, Mapping, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, Mapping, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.level)
+            .bind(self.agent_type)
+            .bind(&self.agent_id)
+            .bind(&self.name)
+            .bind(&self.description)
+            .bind(self.weight)
+            .bind(self.is_active)
+            .bind(self.trigger)
+            .bind(self.topic)
+    }
+
+    fn assert_shown_by(&self, m: &Mapping) {
+        assert_eq!(
+            (
+                m.friendship_level.as_str(),
+                m.agent_type.as_str(),
+                m.agent_id.as_str()
+            ),
+            (self.level, self.agent_type, self.agent_id.as_str())
+        );
+        assert_eq!(
+            (&m.agent_name, &m.agent_description),
+            (&self.name, &self.description)
+        );
+        assert_eq!((m.weight, m.is_active), (self.weight, self.is_active));
+        assert_eq!(
+            (m.greeting_trigger.as_deref(), m.topic.as_deref()),
+            (self.trigger, self.topic)
+        );
+    }
+}
+
+async fn try_insert(pool: &PgPool, fields: &Fields) -> Result<Mapping, sqlx::Error> {
+    fields
+        .bind(sqlx::query_as(mappings::INSERT))
+        .fetch_one(pool)
+        .await
+}
+
+async fn insert(pool: &PgPool, fields: &Fields) -> Mapping {
+    try_insert(pool, fields).await.unwrap()
+}
+
+async fn try_replace(
+    pool: &PgPool,
+    id: i64,
+    fields: &Fields,
+) -> Result<Option<Mapping>, sqlx::Error> {
+    fields
+        .bind(sqlx::query_as(mappings::REPLACE))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+async fn get(pool: &PgPool, id: i64) -> Option<Mapping> {
+    sqlx::query_as(mappings::GET)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+async fn deactivate(pool: &PgPool, id: i64) -> Option<Mapping> {
+    sqlx::query_as(mappings::DEACTIVATE)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+async fn version(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(mappings::CATALOGUE_VERSION)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The list filters, `None` for no filter: `(level, agent type, is_active)`.
+type Filter = (Option<&'static str>, Option<&'static str>, Option<bool>);
+
+async fn count(pool: &PgPool, (level, agent_type, active): Filter) -> i64 {
+    sqlx::query_scalar(mappings::COUNT)
+        .bind(level)
+        .bind(agent_type)
+        .bind(active)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The agent ids of a page of the list.
+async fn list(
+    pool: &PgPool,
+    (level, agent_type, active): Filter,
+    limit: i64,
+    offset: i64,
+) -> Vec<String> {
+    let rows: Vec<Mapping> = sqlx::query_as(mappings::LIST)
+        .bind(level)
+        .bind(agent_type)
+        .bind(active)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    rows.into_iter().map(|m| m.agent_id).collect()
+}
+
+/// A row of [`mappings::ACTIVE_AGENTS_OF_LEVEL`]: `version`, then the agent columns.
+#[derive(Debug, sqlx::FromRow)]
+struct ActiveAgent {
+    version: i64,
+    id: Option<i64>,
+    agent_id: Option<String>,
+    agent_name: Option<String>,
+    agent_description: Option<String>,
+    agent_type: Option<String>,
+    weight: Option<f64>,
+    greeting_trigger: Option<String>,
+    topic: Option<String>,
+}
+
+async fn active_agents(pool: &PgPool, level: &str) -> Vec<ActiveAgent> {
+    sqlx::query_as(mappings::ACTIVE_AGENTS_OF_LEVEL)
+        .bind(level)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[test]
+fn a_created_mapping_reads_back_with_utc_timestamps() {
+    with_migrated_db(|db| async move {
+        let mut fields = Fields::new("friend", "greeting", "birthday-bot");
+        fields.trigger = Some("birthday");
+        fields.weight = 1000.0;
+        let created = insert(&db.pool, &fields).await;
+        fields.assert_shown_by(&created);
+        assert_eq!(created.created_at, created.updated_at);
+        let now: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert!((now - created.created_at.and_utc()).abs() < chrono::TimeDelta::seconds(60));
+        assert_eq!(get(&db.pool, created.id).await, Some(created.clone()));
+        assert_eq!(get(&db.pool, created.id + 1).await, None);
+
+        let talk = insert(&db.pool, &Fields::new("friend", "talk", "dj")).await;
+        assert_eq!(talk.topic.as_deref(), Some("music"));
+        assert!(talk.id > created.id);
+    });
+}
+
+#[test]
+fn replace_rewrites_every_field_and_deactivate_only_the_flag() {
+    with_migrated_db(|db| async move {
+        let created = insert(&db.pool, &Fields::new("stranger", "game", "quiz")).await;
+        let mut fields = Fields::new("acquaintance", "talk", "quiz-2");
+        fields.name = "Quiz two".into();
+        fields.description = String::new();
+        fields.weight = 0.25;
+        fields.is_active = false;
+        fields.topic = Some("history");
+        let replaced = try_replace(&db.pool, created.id, &fields)
+            .await
+            .unwrap()
+            .unwrap();
+        fields.assert_shown_by(&replaced);
+        assert_eq!(
+            (replaced.id, replaced.created_at),
+            (created.id, created.created_at)
+        );
+        assert!(replaced.updated_at >= created.updated_at);
+        assert_eq!(get(&db.pool, created.id).await, Some(replaced.clone()));
+
+        fields.is_active = true;
+        try_replace(&db.pool, created.id, &fields)
+            .await
+            .unwrap()
+            .unwrap();
+        let deactivated = deactivate(&db.pool, created.id).await.unwrap();
+        assert!(!deactivated.is_active);
+        fields.is_active = false;
+        fields.assert_shown_by(&deactivated);
+
+        assert_eq!(
+            try_replace(&db.pool, created.id + 100, &fields)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(deactivate(&db.pool, created.id + 100).await, None);
+    });
+}
+
+#[test]
+fn a_duplicate_mapping_fails_with_a_unique_violation_even_against_an_inactive_one() {
+    with_migrated_db(|db| async move {
+        let fields = Fields::new("friend", "game", "chess");
+        let first = insert(&db.pool, &fields).await;
+        assert_eq!(
+            sqlstate(try_insert(&db.pool, &fields).await),
+            UNIQUE_VIOLATION
+        );
+
+        deactivate(&db.pool, first.id).await.unwrap();
+        let mut renamed = fields.clone();
+        renamed.name = "Another chess".into();
+        assert_eq!(
+            sqlstate(try_insert(&db.pool, &renamed).await),
+            UNIQUE_VIOLATION,
+            "inactive counts"
+        );
+
+        // The same agent id at another level or of another type is another mapping.
+        let other = insert(&db.pool, &Fields::new("stranger", "game", "chess")).await;
+        insert(&db.pool, &Fields::new("friend", "talk", "chess")).await;
+        assert_eq!(
+            sqlstate(try_replace(&db.pool, other.id, &fields).await),
+            UNIQUE_VIOLATION,
+            "replacing onto an existing key"
+        );
+        assert_eq!(
+            get(&db.pool, other.id).await.unwrap().friendship_level,
+            "stranger"
+        );
+    });
+}
+
+#[test]
+fn every_change_to_the_catalogue_bumps_the_version() {
+    with_migrated_db(|db| async move {
+        assert_eq!(version(&db.pool).await, 1, "the migration seeds version 1");
+        let created = insert(&db.pool, &Fields::new("friend", "game", "chess")).await;
+        assert_eq!(version(&db.pool).await, 2);
+        let mut fields = Fields::new("friend", "game", "chess");
+        fields.weight = 2.0;
+        try_replace(&db.pool, created.id, &fields)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(version(&db.pool).await, 3);
+        deactivate(&db.pool, created.id).await.unwrap();
+        assert_eq!(version(&db.pool).await, 4);
+
+        let before = version(&db.pool).await;
+        try_insert(&db.pool, &fields).await.unwrap_err();
+        assert_eq!(
+            version(&db.pool).await,
+            before,
+            "a failed statement bumps nothing"
+        );
+        get(&db.pool, created.id).await.unwrap();
+        count(&db.pool, (None, None, None)).await;
+        active_agents(&db.pool, "friend").await;
+        assert_eq!(version(&db.pool).await, before, "reads bump nothing");
+    });
+}
+
+#[test]
+fn count_and_list_apply_each_filter_and_treat_null_as_no_filter() {
+    with_migrated_db(|db| async move {
+        let catalogue = [
+            ("stranger", "greeting", "s-hello", true),
+            ("stranger", "game", "s-quiz", true),
+            ("stranger", "talk", "s-dj", false),
+            ("friend", "greeting", "f-hello", true),
+            ("friend", "game", "f-chess", false),
+            ("friend", "game", "f-quiz", true),
+            ("acquaintance", "talk", "a-dj", true),
+        ];
+        for (level, agent_type, agent_id, active) in catalogue {
+            let mut fields = Fields::new(level, agent_type, agent_id);
+            fields.is_active = active;
+            insert(&db.pool, &fields).await;
+        }
+        let all: Vec<String> = catalogue.iter().map(|m| m.2.to_owned()).collect();
+        let cases: [(Filter, &[&str]); 7] = [
+            (
+                (None, None, None),
+                &[
+                    "s-hello", "s-quiz", "s-dj", "f-hello", "f-chess", "f-quiz", "a-dj",
+                ],
+            ),
+            (
+                (Some("friend"), None, None),
+                &["f-hello", "f-chess", "f-quiz"],
+            ),
+            ((None, Some("game"), None), &["s-quiz", "f-chess", "f-quiz"]),
+            ((None, None, Some(false)), &["s-dj", "f-chess"]),
+            (
+                (None, None, Some(true)),
+                &["s-hello", "s-quiz", "f-hello", "f-quiz", "a-dj"],
+            ),
+            ((Some("friend"), Some("game"), Some(true)), &["f-quiz"]),
+            ((Some("acquaintance"), Some("greeting"), None), &[]),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(list(&db.pool, filter, 100, 0).await, expected, "{filter:?}");
+            assert_eq!(
+                count(&db.pool, filter).await,
+                expected.len() as i64,
+                "{filter:?}"
+            );
+        }
+        assert_eq!(
+            list(&db.pool, (None, None, None), 100, 0).await,
+            all,
+            "ordered by id"
+        );
+
+        // Pages: limit and offset over the same order; the count ignores them.
+        assert_eq!(list(&db.pool, (None, None, None), 3, 0).await, all[0..3]);
+        assert_eq!(list(&db.pool, (None, None, None), 3, 3).await, all[3..6]);
+        assert_eq!(list(&db.pool, (None, None, None), 3, 6).await, all[6..]);
+        assert!(list(&db.pool, (None, None, None), 3, 7).await.is_empty());
+        assert!(list(&db.pool, (None, None, None), 0, 0).await.is_empty());
+        assert_eq!(
+            list(&db.pool, (None, None, Some(true)), 2, 1).await,
+            ["s-quiz", "f-hello"]
+        );
+    });
+}
+
+#[test]
+fn active_agents_of_a_level_come_with_the_catalogue_version() {
+    with_migrated_db(|db| async move {
+        let mut greeting = Fields::new("friend", "greeting", "f-birthday");
+        greeting.trigger = Some("birthday");
+        let greeting = insert(&db.pool, &greeting).await;
+        let talk = insert(&db.pool, &Fields::new("friend", "talk", "f-dj")).await;
+        let retired = insert(&db.pool, &Fields::new("friend", "game", "f-chess")).await;
+        deactivate(&db.pool, retired.id).await.unwrap();
+        insert(&db.pool, &Fields::new("stranger", "game", "s-quiz")).await;
+        let version = version(&db.pool).await;
+
+        let rows = active_agents(&db.pool, "friend").await;
+        assert!(rows.iter().all(|r| r.version == version));
+        let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
+        assert_eq!(
+            ids,
+            [Some(greeting.id), Some(talk.id)],
+            "active ones of that level, by id"
+        );
+        let first = &rows[0];
+        assert_eq!(
+            (
+                first.agent_id.as_deref(),
+                first.agent_name.as_deref(),
+                first.agent_description.as_deref(),
+                first.agent_type.as_deref(),
+                first.weight,
+                first.greeting_trigger.as_deref(),
+                first.topic.as_deref(),
+            ),
+            (
+                Some("f-birthday"),
+                Some("f-birthday name"),
+                Some("f-birthday description"),
+                Some("greeting"),
+                Some(1.5),
+                Some("birthday"),
+                None,
+            )
+        );
+        assert_eq!(rows[1].topic.as_deref(), Some("music"));
+    });
+}
+
+#[test]
+fn a_level_without_active_agents_gives_one_row_of_nulls_with_the_version() {
+    with_migrated_db(|db| async move {
+        for level in ["stranger", "acquaintance", "friend"] {
+            let rows = active_agents(&db.pool, level).await;
+            assert_eq!(rows.len(), 1, "{level}");
+            assert_eq!(rows[0].version, 1);
+        }
+        let only = insert(&db.pool, &Fields::new("acquaintance", "game", "a-quiz")).await;
+        deactivate(&db.pool, only.id).await.unwrap();
+        let rows = active_agents(&db.pool, "acquaintance").await;
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(row.version, 3);
+        assert_eq!(
+            (
+                &row.id,
+                &row.agent_id,
+                &row.agent_name,
+                &row.agent_description,
+                &row.agent_type
+            ),
+            (&None, &None, &None, &None, &None)
+        );
+        assert_eq!(
+            (row.weight, &row.greeting_trigger, &row.topic),
+            (None, &None, &None)
+        );
+    });
+}
