@@ -49,7 +49,8 @@ pub fn suggest_activities(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 
     let context = request.context.unwrap_or_default();
     let suggested = suggestions::suggest(&request.user_id, &context, ctx.now)?;
-    ctx.log_fields.insert("cached".into(), json!(suggested.cached));
+    ctx.log_fields
+        .insert("cached".into(), json!(suggested.cached));
     let s = &suggested.suggestion;
     Reply::ok(&json!({
         "user_id": request.user_id.as_str(),

@@ -8,8 +8,12 @@ use friendship_edge::{serve, Route};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
-const ROUTES: &[Route] =
-    &[Route::new(Method::Post, "/api/v1/activities/suggest", "suggest_activities", handlers::suggest_activities)];
+const ROUTES: &[Route] = &[Route::new(
+    Method::Post,
+    "/api/v1/activities/suggest",
+    "suggest_activities",
+    handlers::suggest_activities,
+)];
 
 #[http_component]
 fn handle(request: Request) -> Response {

@@ -18,7 +18,10 @@ pub fn redrive_events(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let db = Db::open()?;
     let requeued = store::redrive(&db, older_than)?;
     if let Err(e) = doorbell::ring(&Doorbell::Tick) {
-        log::event("doorbell_failed", json!({ "request_id": ctx.request_id, "error": e.to_string() }));
+        log::event(
+            "doorbell_failed",
+            json!({ "request_id": ctx.request_id, "error": e.to_string() }),
+        );
     }
     ctx.log_fields.insert("requeued".into(), json!(requeued));
     Reply::ok(&json!({ "requeued": requeued }))
@@ -35,6 +38,10 @@ pub fn cache_stats(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let hits = doorbell::read_counter(&redis, doorbell::HITS_KEY)?;
     let misses = doorbell::read_counter(&redis, doorbell::MISSES_KEY)?;
     let total = hits + misses;
-    let hit_rate = if total == 0 { 0.0 } else { hits as f64 / total as f64 };
+    let hit_rate = if total == 0 {
+        0.0
+    } else {
+        hits as f64 / total as f64
+    };
     Reply::ok(&json!({ "hits": hits, "misses": misses, "hit_rate": hit_rate }))
 }

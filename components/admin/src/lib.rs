@@ -8,8 +8,18 @@ use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
 const ROUTES: &[Route] = &[
-    Route::new(Method::Post, "/api/v1/admin/events/redrive", "redrive_events", handlers::redrive_events),
-    Route::new(Method::Get, "/api/v1/admin/cache/stats", "cache_stats", handlers::cache_stats),
+    Route::new(
+        Method::Post,
+        "/api/v1/admin/events/redrive",
+        "redrive_events",
+        handlers::redrive_events,
+    ),
+    Route::new(
+        Method::Get,
+        "/api/v1/admin/cache/stats",
+        "cache_stats",
+        handlers::cache_stats,
+    ),
 ];
 
 #[http_component]

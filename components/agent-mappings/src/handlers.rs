@@ -38,7 +38,10 @@ fn active_by_default() -> bool {
 fn check_length(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
     let n = value.chars().count();
     if n < min || n > max {
-        return Err(ApiError::validation(field, format!("{field} must be between {min} and {max} characters")));
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must be between {min} and {max} characters"),
+        ));
     }
     Ok(())
 }
@@ -46,7 +49,10 @@ fn check_length(field: &str, value: &str, min: usize, max: usize) -> Result<(), 
 /// Identifiers and names are compared as written, so a padded one is a typo.
 fn check_trimmed(field: &str, value: &str) -> Result<(), ApiError> {
     if value.trim() != value {
-        return Err(ApiError::validation(field, format!("{field} must not start or end with whitespace")));
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must not start or end with whitespace"),
+        ));
     }
     Ok(())
 }
@@ -60,15 +66,28 @@ impl MappingInput {
         check_trimmed("agent_name", &self.agent_name)?;
         check_length("agent_description", &self.agent_description, 0, 2000)?;
         if self.trigger.is_some() && self.agent_type != AgentType::Greeting {
-            return Err(ApiError::validation("trigger", "only greeting agents have a trigger"));
+            return Err(ApiError::validation(
+                "trigger",
+                "only greeting agents have a trigger",
+            ));
         }
         match (&self.topic, self.agent_type) {
             (Some(topic), AgentType::Talk) => {
                 check_length("topic", topic, 1, 64)?;
                 check_trimmed("topic", topic)?;
             }
-            (None, AgentType::Talk) => return Err(ApiError::validation("topic", "talk agents must name the topic they cover")),
-            (Some(_), _) => return Err(ApiError::validation("topic", "only talk agents have a topic")),
+            (None, AgentType::Talk) => {
+                return Err(ApiError::validation(
+                    "topic",
+                    "talk agents must name the topic they cover",
+                ))
+            }
+            (Some(_), _) => {
+                return Err(ApiError::validation(
+                    "topic",
+                    "only talk agents have a topic",
+                ))
+            }
             (None, _) => {}
         }
         Ok(MappingFields {
@@ -103,15 +122,22 @@ fn catalogue_changed(db: &Db, ctx: &mut Ctx, mapping: &Mapping) -> Result<(), Ap
     let version = store::catalogue_version(db)?;
     let published = Cache::open().set_catalogue_version(version);
     if !published {
-        log::event("catalogue_version_not_published", json!({ "request_id": ctx.request_id, "version": version }));
+        log::event(
+            "catalogue_version_not_published",
+            json!({ "request_id": ctx.request_id, "version": version }),
+        );
     }
-    ctx.log_fields.insert("mapping_id".into(), json!(mapping.id));
-    ctx.log_fields.insert("catalogue_version".into(), json!(version));
+    ctx.log_fields
+        .insert("mapping_id".into(), json!(mapping.id));
+    ctx.log_fields
+        .insert("catalogue_version".into(), json!(version));
     Ok(())
 }
 
 fn parse_query<T: std::str::FromStr>(field: &str, value: &str, what: &str) -> Result<T, ApiError> {
-    value.parse().map_err(|_| ApiError::validation(field, format!("{field} must be {what}")))
+    value
+        .parse()
+        .map_err(|_| ApiError::validation(field, format!("{field} must be {what}")))
 }
 
 /// `GET /api/v1/agent-mappings?friendship_level=&agent_type=&is_active=&limit=&offset=`.
@@ -121,19 +147,38 @@ pub fn list_mappings(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let (mut limit, mut offset) = (DEFAULT_LIMIT, 0i64);
     for (key, value) in ctx.query() {
         match key.as_str() {
-            "friendship_level" => filter.level = Some(parse_query(&key, &value, "stranger, acquaintance or friend")?),
-            "agent_type" => filter.agent_type = Some(parse_query(&key, &value, "greeting, talk or game")?),
+            "friendship_level" => {
+                filter.level = Some(parse_query(
+                    &key,
+                    &value,
+                    "stranger, acquaintance or friend",
+                )?)
+            }
+            "agent_type" => {
+                filter.agent_type = Some(parse_query(&key, &value, "greeting, talk or game")?)
+            }
             "is_active" => filter.is_active = Some(parse_query(&key, &value, "true or false")?),
             "limit" => limit = parse_query(&key, &value, "an integer from 1 to 500")?,
             "offset" => offset = parse_query(&key, &value, "a non-negative integer")?,
-            _ => return Err(ApiError::validation(key.clone(), format!("unknown query parameter `{key}`"))),
+            _ => {
+                return Err(ApiError::validation(
+                    key.clone(),
+                    format!("unknown query parameter `{key}`"),
+                ))
+            }
         }
     }
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::validation("limit", "limit must be an integer from 1 to 500"));
+        return Err(ApiError::validation(
+            "limit",
+            "limit must be an integer from 1 to 500",
+        ));
     }
     if offset < 0 {
-        return Err(ApiError::validation("offset", "offset must be a non-negative integer"));
+        return Err(ApiError::validation(
+            "offset",
+            "offset must be a non-negative integer",
+        ));
     }
     let db = Db::open()?;
     let (items, total) = store::list_mappings(&db, &filter, limit, offset)?;

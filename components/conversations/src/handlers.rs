@@ -16,18 +16,29 @@ pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 
     let db = Db::open()?;
     let recorded = store::record_event(&db, &event).map_err(|e| match e {
-        ApiError::Internal(detail) => ApiError::Unavailable { dependency: "database", detail, retry_after: 1 },
+        ApiError::Internal(detail) => ApiError::Unavailable {
+            dependency: "database",
+            detail,
+            retry_after: 1,
+        },
         other => other,
     })?;
-    if let Err(e) = doorbell::ring(&Doorbell::Recorded { processing_id: recorded.processing_id.to_string() }) {
+    if let Err(e) = doorbell::ring(&Doorbell::Recorded {
+        processing_id: recorded.processing_id.to_string(),
+    }) {
         log::event(
             "doorbell_failed",
             json!({ "request_id": ctx.request_id, "processing_id": recorded.processing_id, "error": e.to_string() }),
         );
     }
-    ctx.log_fields.insert("processing_id".into(), json!(recorded.processing_id));
-    ctx.log_fields.insert("repeat".into(), json!(recorded.repeat));
-    Reply::json(202, &json!({ "processing_id": recorded.processing_id, "status": "accepted" }))
+    ctx.log_fields
+        .insert("processing_id".into(), json!(recorded.processing_id));
+    ctx.log_fields
+        .insert("repeat".into(), json!(recorded.repeat));
+    Reply::json(
+        202,
+        &json!({ "processing_id": recorded.processing_id, "status": "accepted" }),
+    )
 }
 
 /// `GET /api/v1/conversations/{processing_id}`: an event's state; users see
@@ -35,7 +46,8 @@ pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 pub fn get_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let not_found = || ApiError::NotFound("no conversation event with this processing_id".into());
     // A processing_id that cannot exist is a 404 before anything else.
-    let processing_id = uuid::Uuid::parse_str(ctx.param("processing_id")).map_err(|_| not_found())?;
+    let processing_id =
+        uuid::Uuid::parse_str(ctx.param("processing_id")).map_err(|_| not_found())?;
     let principal = ctx.authenticate()?;
     let db = Db::open()?;
     let event = store::get_event(&db, processing_id)?.ok_or_else(not_found)?;

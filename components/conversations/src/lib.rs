@@ -9,8 +9,18 @@ use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
 const ROUTES: &[Route] = &[
-    Route::new(Method::Post, "/api/v1/conversations/end", "end_conversation", handlers::end_conversation),
-    Route::new(Method::Get, "/api/v1/conversations/:processing_id", "get_conversation", handlers::get_conversation),
+    Route::new(
+        Method::Post,
+        "/api/v1/conversations/end",
+        "end_conversation",
+        handlers::end_conversation,
+    ),
+    Route::new(
+        Method::Get,
+        "/api/v1/conversations/:processing_id",
+        "get_conversation",
+        handlers::get_conversation,
+    ),
 ];
 
 #[http_component]

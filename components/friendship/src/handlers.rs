@@ -22,8 +22,12 @@ pub fn get_status(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     ctx.user_id = Some(request.user_id.as_str().to_owned());
     principal.may_act_for(request.user_id.as_str())?;
     let db = Db::open()?;
-    let status = store::status(&db, request.user_id.as_str())?
-        .ok_or_else(|| ApiError::NotFound(format!("no friendship status for user {}", request.user_id.as_str())))?;
+    let status = store::status(&db, request.user_id.as_str())?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no friendship status for user {}",
+            request.user_id.as_str()
+        ))
+    })?;
     Reply::ok(&status)
 }
 
@@ -61,7 +65,8 @@ pub fn update_friendship(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         .collect();
 
     let db = Db::open()?;
-    let changed = store::apply_service_update(&db, &user_id, request.friendship_score_change, &topics)?;
+    let changed =
+        store::apply_service_update(&db, &user_id, request.friendship_score_change, &topics)?;
     let level_changed = changed.level_changed();
     if level_changed {
         log::level_transition(
@@ -73,5 +78,9 @@ pub fn update_friendship(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         );
         Cache::open().invalidate(&user_id, "level_changed");
     }
-    Reply::ok(&UpdateResponse { status: changed.status, previous_level: changed.previous_level, level_changed })
+    Reply::ok(&UpdateResponse {
+        status: changed.status,
+        previous_level: changed.previous_level,
+        level_changed,
+    })
 }

@@ -8,8 +8,18 @@ use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
 const ROUTES: &[Route] = &[
-    Route::new(Method::Post, "/api/v1/friendship/status", "friendship_status", handlers::get_status),
-    Route::new(Method::Post, "/api/v1/friendship/update", "friendship_update", handlers::update_friendship),
+    Route::new(
+        Method::Post,
+        "/api/v1/friendship/status",
+        "friendship_status",
+        handlers::get_status,
+    ),
+    Route::new(
+        Method::Post,
+        "/api/v1/friendship/update",
+        "friendship_update",
+        handlers::update_friendship,
+    ),
 ];
 
 #[http_component]

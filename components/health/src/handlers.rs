@@ -19,25 +19,42 @@ fn probe(check: impl FnOnce() -> Result<(), String>) -> (bool, Value) {
     let result = check();
     let latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
     match result {
-        Ok(()) => (true, json!({ "status": "up", "latency_ms": latency_ms, "error": null })),
-        Err(error) => (false, json!({ "status": "down", "latency_ms": latency_ms, "error": error })),
+        Ok(()) => (
+            true,
+            json!({ "status": "up", "latency_ms": latency_ms, "error": null }),
+        ),
+        Err(error) => (
+            false,
+            json!({ "status": "down", "latency_ms": latency_ms, "error": error }),
+        ),
     }
 }
 
 fn database() -> Result<(), String> {
     let db = Db::open().map_err(|e| e.public_message())?;
-    db.query(PROBE, &[]).map(|_| ()).map_err(|e| e.public_message())
+    db.query(PROBE, &[])
+        .map(|_| ())
+        .map_err(|e| e.public_message())
 }
 
 fn cache() -> Result<(), String> {
     let store = Store::open_default().map_err(|e| format!("key-value store unavailable: {e}"))?;
-    store.exists("health:probe").map(|_| ()).map_err(|e| format!("key-value store failed: {e}"))
+    store
+        .exists("health:probe")
+        .map(|_| ())
+        .map_err(|e| format!("key-value store failed: {e}"))
 }
 
 fn queue() -> Result<(), String> {
     let redis = doorbell::open().map_err(|e| e.public_message())?;
     match redis.execute("PING", &[]) {
-        Ok(results) if results.iter().any(|r| matches!(r, RedisResult::Status(s) if s == "PONG")) => Ok(()),
+        Ok(results)
+            if results
+                .iter()
+                .any(|r| matches!(r, RedisResult::Status(s) if s == "PONG")) =>
+        {
+            Ok(())
+        }
         Ok(other) => Err(format!("unexpected answer to PING: {other:?}")),
         Err(e) => Err(format!("redis failed: {e}")),
     }
@@ -55,12 +72,20 @@ pub fn health(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     }
     // A 503 is also an error: it carries the error schema and Retry-After
     // beside the health fields, so every non-2xx reads the same way.
-    let down: Vec<&str> = [("database", db_up), ("cache", cache_up), ("queue", queue_up)]
-        .iter()
-        .filter(|(_, up)| !up)
-        .map(|(name, _)| *name)
-        .collect();
-    let error = ApiError::Unavailable { dependency: "service", detail: down.join(", "), retry_after: 5 };
+    let down: Vec<&str> = [
+        ("database", db_up),
+        ("cache", cache_up),
+        ("queue", queue_up),
+    ]
+    .iter()
+    .filter(|(_, up)| !up)
+    .map(|(name, _)| *name)
+    .collect();
+    let error = ApiError::Unavailable {
+        dependency: "service",
+        detail: down.join(", "),
+        retry_after: 5,
+    };
     let mut body = error.body(&ctx.request_id, &rfc3339(ctx.now));
     body["message"] = json!(format!("unhealthy: {} down", down.join(", ")));
     body["details"] = json!({ "down": down });
@@ -73,5 +98,10 @@ pub fn health(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 
 /// `GET /openapi.json`.
 pub fn openapi(_ctx: &mut Ctx) -> Result<Reply, ApiError> {
-    Ok(Reply { status: 200, body: OPENAPI.as_bytes().to_vec(), content_type: "application/json", headers: Vec::new() })
+    Ok(Reply {
+        status: 200,
+        body: OPENAPI.as_bytes().to_vec(),
+        content_type: "application/json",
+        headers: Vec::new(),
+    })
 }

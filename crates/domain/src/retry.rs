@@ -19,7 +19,11 @@ pub fn backoff_ceiling(attempt: u32, base_ms: u64) -> Duration {
 /// The delay before the next attempt after failed attempt number `attempt`.
 pub fn backoff_delay<R: Rng + ?Sized>(attempt: u32, base_ms: u64, rng: &mut R) -> Duration {
     let ceiling = backoff_ceiling(attempt, base_ms).as_millis() as u64;
-    Duration::from_millis(if ceiling == 0 { 0 } else { rng.random_range(0..=ceiling) })
+    Duration::from_millis(if ceiling == 0 {
+        0
+    } else {
+        rng.random_range(0..=ceiling)
+    })
 }
 
 #[cfg(test)]
@@ -44,10 +48,15 @@ mod tests {
     #[test]
     fn full_jitter_spreads_delays_over_the_whole_range() {
         let mut rng = StdRng::seed_from_u64(7);
-        let delays: Vec<u128> = (0..2_000).map(|_| backoff_delay(3, 500, &mut rng).as_millis()).collect();
+        let delays: Vec<u128> = (0..2_000)
+            .map(|_| backoff_delay(3, 500, &mut rng).as_millis())
+            .collect();
         let low = delays.iter().filter(|d| **d < 1000).count();
         // Uniform over 0..=2000 ms: about half below 1000 ms (tolerance 5 points).
-        assert!((900..=1100).contains(&low), "{low} of 2000 below the midpoint");
+        assert!(
+            (900..=1100).contains(&low),
+            "{low} of 2000 below the midpoint"
+        );
     }
 
     proptest! {

@@ -135,7 +135,7 @@ pub fn topic_updates(
 
 /// A user's accumulated engagement with one topic, as stored in
 /// `friendship_status.topic_metrics` and returned by `/friendship/status`:
-/// summed score points (finite; may be negative after a service update),
+/// summed score points (finite; the SQL merge floors it at 0),
 /// summed turns, and the time of the last change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "TopicMetricWire")]

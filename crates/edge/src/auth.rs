@@ -43,7 +43,9 @@ impl Principal {
     /// Refuses (403) a user acting on another user's data.
     pub fn may_act_for(&self, user_id: &str) -> Result<(), ApiError> {
         if self.role == Role::User && self.subject != user_id {
-            return Err(ApiError::Forbidden("a user may act on their own data only".into()));
+            return Err(ApiError::Forbidden(
+                "a user may act on their own data only".into(),
+            ));
         }
         Ok(())
     }
@@ -59,13 +61,16 @@ struct Claims {
 
 /// Checks an `Authorization` header against the `jwt_secret` variable.
 pub fn authenticate(header: Option<&str>) -> Result<Principal, ApiError> {
-    let header = header.ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+    let header =
+        header.ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })?;
     let secret = config::text("jwt_secret")?;
     verify(token, secret.as_bytes())
 }
@@ -76,27 +81,39 @@ pub fn verify(token: &str, secret: &[u8]) -> Result<Principal, ApiError> {
     validation.leeway = LEEWAY_SECONDS;
     validation.validate_exp = true;
     validation.set_required_spec_claims(&["exp", "sub"]);
-    let data = decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation).map_err(|e| {
-        use jsonwebtoken::errors::ErrorKind;
-        let why = match e.kind() {
-            ErrorKind::ExpiredSignature => "the token has expired",
-            ErrorKind::InvalidSignature => "the token's signature is invalid",
-            ErrorKind::InvalidAlgorithm => "the token must be signed with HS256",
-            ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (sub, role, exp)",
-            _ => "the token is malformed",
-        };
-        ApiError::Unauthorized(why.into())
-    })?;
+    let data =
+        decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            let why = match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::InvalidSignature => "the token's signature is invalid",
+                ErrorKind::InvalidAlgorithm => "the token must be signed with HS256",
+                ErrorKind::MissingRequiredClaim(_) => {
+                    "the token lacks a required claim (sub, role, exp)"
+                }
+                _ => "the token is malformed",
+            };
+            ApiError::Unauthorized(why.into())
+        })?;
     let role = match data.claims.role.as_str() {
         "user" => Role::User,
         "service" => Role::Service,
         "admin" => Role::Admin,
-        _ => return Err(ApiError::Forbidden("the token's role may not use this service".into())),
+        _ => {
+            return Err(ApiError::Forbidden(
+                "the token's role may not use this service".into(),
+            ))
+        }
     };
     if data.claims.sub.is_empty() {
-        return Err(ApiError::Unauthorized("the token's subject is empty".into()));
+        return Err(ApiError::Unauthorized(
+            "the token's subject is empty".into(),
+        ));
     }
-    Ok(Principal { subject: data.claims.sub, role })
+    Ok(Principal {
+        subject: data.claims.sub,
+        role,
+    })
 }
 
 #[cfg(test)]
@@ -112,21 +129,35 @@ mod tests {
     }
 
     fn token(claims: serde_json::Value, secret: &[u8]) -> String {
-        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap()
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
     }
 
     #[test]
     fn a_valid_token_names_its_subject_and_role() {
-        let t = token(json!({"sub": "u-1", "role": "user", "exp": now() + 60}), SECRET);
+        let t = token(
+            json!({"sub": "u-1", "role": "user", "exp": now() + 60}),
+            SECRET,
+        );
         let p = verify(&t, SECRET).unwrap();
         assert_eq!((p.subject.as_str(), p.role), ("u-1", Role::User));
     }
 
     #[test]
     fn an_expired_token_is_refused_beyond_the_leeway() {
-        let t = token(json!({"sub": "u-1", "role": "user", "exp": now() - LEEWAY_SECONDS - 5}), SECRET);
+        let t = token(
+            json!({"sub": "u-1", "role": "user", "exp": now() - LEEWAY_SECONDS - 5}),
+            SECRET,
+        );
         assert!(matches!(verify(&t, SECRET), Err(ApiError::Unauthorized(_))));
-        let t = token(json!({"sub": "u-1", "role": "user", "exp": now() - 10}), SECRET);
+        let t = token(
+            json!({"sub": "u-1", "role": "user", "exp": now() - 10}),
+            SECRET,
+        );
         assert!(verify(&t, SECRET).is_ok());
     }
 
@@ -137,28 +168,46 @@ mod tests {
             json!({"sub": "u-1", "exp": now() + 60}),
             json!({"sub": "u-1", "role": "user"}),
         ] {
-            assert!(matches!(verify(&token(claims, SECRET), SECRET), Err(ApiError::Unauthorized(_))));
+            assert!(matches!(
+                verify(&token(claims, SECRET), SECRET),
+                Err(ApiError::Unauthorized(_))
+            ));
         }
     }
 
     #[test]
     fn a_token_signed_with_another_secret_is_unauthorized() {
-        let t = token(json!({"sub": "u-1", "role": "admin", "exp": now() + 60}), b"other");
+        let t = token(
+            json!({"sub": "u-1", "role": "admin", "exp": now() + 60}),
+            b"other",
+        );
         assert!(matches!(verify(&t, SECRET), Err(ApiError::Unauthorized(_))));
     }
 
     #[test]
     fn an_unknown_role_is_forbidden() {
-        let t = token(json!({"sub": "u-1", "role": "root", "exp": now() + 60}), SECRET);
+        let t = token(
+            json!({"sub": "u-1", "role": "root", "exp": now() + 60}),
+            SECRET,
+        );
         assert!(matches!(verify(&t, SECRET), Err(ApiError::Forbidden(_))));
     }
 
     #[test]
     fn a_user_may_act_only_on_their_own_data() {
-        let user = Principal { subject: "u-1".into(), role: Role::User };
+        let user = Principal {
+            subject: "u-1".into(),
+            role: Role::User,
+        };
         assert!(user.may_act_for("u-1").is_ok());
-        assert!(matches!(user.may_act_for("u-2"), Err(ApiError::Forbidden(_))));
-        let service = Principal { subject: "svc".into(), role: Role::Service };
+        assert!(matches!(
+            user.may_act_for("u-2"),
+            Err(ApiError::Forbidden(_))
+        ));
+        let service = Principal {
+            subject: "svc".into(),
+            role: Role::Service,
+        };
         assert!(service.may_act_for("u-2").is_ok());
     }
 }

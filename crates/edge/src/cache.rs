@@ -21,7 +21,10 @@ impl Cache {
         match Store::open_default() {
             Ok(store) => Cache { store: Some(store) },
             Err(e) => {
-                log::event("cache_error", serde_json::json!({ "operation": "open", "error": e.to_string() }));
+                log::event(
+                    "cache_error",
+                    serde_json::json!({ "operation": "open", "error": e.to_string() }),
+                );
                 Cache { store: None }
             }
         }
@@ -32,18 +35,26 @@ impl Cache {
         match store.get(key) {
             Ok(value) => value,
             Err(e) => {
-                log::event("cache_error", serde_json::json!({ "operation": "get", "key": key, "error": e.to_string() }));
+                log::event(
+                    "cache_error",
+                    serde_json::json!({ "operation": "get", "key": key, "error": e.to_string() }),
+                );
                 None
             }
         }
     }
 
     fn write(&self, key: &str, value: &[u8]) -> bool {
-        let Some(store) = self.store.as_ref() else { return false };
+        let Some(store) = self.store.as_ref() else {
+            return false;
+        };
         match store.set(key, value) {
             Ok(()) => true,
             Err(e) => {
-                log::event("cache_error", serde_json::json!({ "operation": "set", "key": key, "error": e.to_string() }));
+                log::event(
+                    "cache_error",
+                    serde_json::json!({ "operation": "set", "key": key, "error": e.to_string() }),
+                );
                 false
             }
         }

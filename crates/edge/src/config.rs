@@ -5,16 +5,21 @@ use crate::error::ApiError;
 
 /// Reads a component variable, as text.
 pub fn text(name: &'static str) -> Result<String, ApiError> {
-    spin_sdk::variables::get(name)
-        .map_err(|e| ApiError::Internal(format!("configuration variable `{name}` is not available: {e}")))
+    spin_sdk::variables::get(name).map_err(|e| {
+        ApiError::Internal(format!(
+            "configuration variable `{name}` is not available: {e}"
+        ))
+    })
 }
 
 /// Reads a component variable that holds a number.
 pub fn number<T: std::str::FromStr>(name: &'static str) -> Result<T, ApiError> {
     let raw = text(name)?;
-    raw.trim()
-        .parse()
-        .map_err(|_| ApiError::Internal(format!("configuration variable `{name}` is not a valid number: {raw:?}")))
+    raw.trim().parse().map_err(|_| {
+        ApiError::Internal(format!(
+            "configuration variable `{name}` is not a valid number: {raw:?}"
+        ))
+    })
 }
 
 /// The Postgres connection string (`db_url`).
@@ -43,6 +48,9 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     pub fn load() -> Result<Self, ApiError> {
-        Ok(RetryPolicy { max_attempts: number("max_attempts")?, base_ms: number("retry_base_ms")? })
+        Ok(RetryPolicy {
+            max_attempts: number("max_attempts")?,
+            base_ms: number("retry_base_ms")?,
+        })
     }
 }

@@ -3,7 +3,7 @@
 //! one mapping from database errors to API errors.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use spin_sdk::pg4::{self, Connection, Decode, DbValue, ParameterValue, RowSet};
+use spin_sdk::pg4::{self, Connection, DbValue, Decode, ParameterValue, RowSet};
 
 use crate::config;
 use crate::error::ApiError;
@@ -22,7 +22,10 @@ impl Db {
     }
 
     pub fn query(&self, statement: &str, params: &[ParameterValue]) -> Result<Rows, ApiError> {
-        self.conn.query(statement, params).map(Rows).map_err(map_error)
+        self.conn
+            .query(statement, params)
+            .map(Rows)
+            .map_err(map_error)
     }
 
     pub fn execute(&self, statement: &str, params: &[ParameterValue]) -> Result<u64, ApiError> {
@@ -32,7 +35,10 @@ impl Db {
     /// Runs `work` in a transaction that is always finished explicitly: a
     /// pooled connection must never go back to the pool inside one. A stale
     /// transaction left by a crashed instance is rolled back first.
-    pub fn transaction<T>(&self, work: impl FnOnce(&Db) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    pub fn transaction<T>(
+        &self,
+        work: impl FnOnce(&Db) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         self.execute("ROLLBACK", &[])?;
         self.execute("BEGIN", &[])?;
         match work(self) {
@@ -62,7 +68,10 @@ impl Rows {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> {
-        self.0.rows.iter().map(|values| RowRef { columns: &self.0.columns, values })
+        self.0.rows.iter().map(|values| RowRef {
+            columns: &self.0.columns,
+            values,
+        })
     }
 
     pub fn first(&self) -> Option<RowRef<'_>> {
@@ -87,7 +96,8 @@ impl RowRef<'_> {
 
     /// Decodes a column (`Option<T>` for nullable ones).
     pub fn get<T: Decode>(&self, column: &str) -> Result<T, ApiError> {
-        T::decode(self.value(column)?).map_err(|e| ApiError::Internal(format!("decoding column `{column}`: {e}")))
+        T::decode(self.value(column)?)
+            .map_err(|e| ApiError::Internal(format!("decoding column `{column}`: {e}")))
     }
 
     /// Decodes a UTC timestamp column read as `col AT TIME ZONE 'UTC'`.
@@ -97,7 +107,9 @@ impl RowRef<'_> {
 
     /// As [`RowRef::utc`], for a nullable column.
     pub fn utc_opt(&self, column: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-        Ok(self.get::<Option<NaiveDateTime>>(column)?.map(|t| t.and_utc()))
+        Ok(self
+            .get::<Option<NaiveDateTime>>(column)?
+            .map(|t| t.and_utc()))
     }
 }
 
@@ -126,15 +138,31 @@ pub const UNIQUE_VIOLATION: &str = "23505";
 pub fn map_error(error: pg4::PgError) -> ApiError {
     use pg4::PgError as E;
     match error {
-        E::ConnectionFailed(detail) => ApiError::Unavailable { dependency: "database", detail, retry_after: 1 },
+        E::ConnectionFailed(detail) => ApiError::Unavailable {
+            dependency: "database",
+            detail,
+            retry_after: 1,
+        },
         E::QueryFailed(pg4::QueryError::DbError(db)) => {
             let code = db.code.as_str();
             let detail = format!("sqlstate {code}: {}", db.message);
             match code {
                 UNIQUE_VIOLATION => ApiError::Conflict(detail),
-                "57014" => ApiError::Timeout { dependency: "database", detail },
-                c if c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01" || c.starts_with("53") => {
-                    ApiError::Unavailable { dependency: "database", detail, retry_after: 1 }
+                "57014" => ApiError::Timeout {
+                    dependency: "database",
+                    detail,
+                },
+                c if c.starts_with("08")
+                    || c.starts_with("57P")
+                    || c == "40001"
+                    || c == "40P01"
+                    || c.starts_with("53") =>
+                {
+                    ApiError::Unavailable {
+                        dependency: "database",
+                        detail,
+                        retry_after: 1,
+                    }
                 }
                 _ => ApiError::Internal(detail),
             }
@@ -142,14 +170,30 @@ pub fn map_error(error: pg4::PgError) -> ApiError {
         E::QueryFailed(pg4::QueryError::Text(detail)) => {
             // Without a SQLSTATE, a broken connection is told by its wording.
             let lower = detail.to_ascii_lowercase();
-            if ["connection", "closed", "broken pipe", "reset", "timed out", "communicating"].iter().any(|w| lower.contains(w)) {
-                ApiError::Unavailable { dependency: "database", detail, retry_after: 1 }
+            if [
+                "connection",
+                "closed",
+                "broken pipe",
+                "reset",
+                "timed out",
+                "communicating",
+            ]
+            .iter()
+            .any(|w| lower.contains(w))
+            {
+                ApiError::Unavailable {
+                    dependency: "database",
+                    detail,
+                    retry_after: 1,
+                }
             } else {
                 ApiError::Internal(detail)
             }
         }
         E::BadParameter(detail) => ApiError::Internal(format!("bad parameter: {detail}")),
-        E::ValueConversionFailed(detail) => ApiError::Internal(format!("value conversion: {detail}")),
+        E::ValueConversionFailed(detail) => {
+            ApiError::Internal(format!("value conversion: {detail}"))
+        }
         E::Other(detail) => ApiError::Internal(detail),
     }
 }

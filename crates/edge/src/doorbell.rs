@@ -15,7 +15,11 @@ pub const MISSES_KEY: &str = "stats:cache:misses";
 
 fn connect() -> Result<Connection, ApiError> {
     let url = config::redis_url()?;
-    Connection::open(&url).map_err(|e| ApiError::Unavailable { dependency: "queue", detail: e.to_string(), retry_after: 1 })
+    Connection::open(&url).map_err(|e| ApiError::Unavailable {
+        dependency: "queue",
+        detail: e.to_string(),
+        retry_after: 1,
+    })
 }
 
 /// Publishes a doorbell on the events channel.
@@ -24,21 +28,29 @@ pub fn ring(doorbell: &Doorbell) -> Result<(), ApiError> {
     let payload = doorbell.to_json();
     connect()?
         .publish(&channel, &payload)
-        .map_err(|e| ApiError::Unavailable { dependency: "queue", detail: e.to_string(), retry_after: 1 })
+        .map_err(|e| ApiError::Unavailable {
+            dependency: "queue",
+            detail: e.to_string(),
+            retry_after: 1,
+        })
 }
 
 /// Adds one to a counter.
 pub fn count(key: &str) -> Result<i64, ApiError> {
-    connect()?
-        .incr(key)
-        .map_err(|e| ApiError::Unavailable { dependency: "queue", detail: e.to_string(), retry_after: 1 })
+    connect()?.incr(key).map_err(|e| ApiError::Unavailable {
+        dependency: "queue",
+        detail: e.to_string(),
+        retry_after: 1,
+    })
 }
 
 /// Reads a counter (0 when never counted).
 pub fn read_counter(connection: &Connection, key: &str) -> Result<i64, ApiError> {
-    let value = connection
-        .get(key)
-        .map_err(|e| ApiError::Unavailable { dependency: "queue", detail: e.to_string(), retry_after: 1 })?;
+    let value = connection.get(key).map_err(|e| ApiError::Unavailable {
+        dependency: "queue",
+        detail: e.to_string(),
+        retry_after: 1,
+    })?;
     match value {
         None => Ok(0),
         Some(bytes) => std::str::from_utf8(&bytes)

@@ -11,9 +11,15 @@ use serde_json::{json, Value};
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    Validation { field: Option<String>, message: String },
+    Validation {
+        field: Option<String>,
+        message: String,
+    },
     #[error("{message}")]
-    InvalidJson { field: Option<String>, message: String },
+    InvalidJson {
+        field: Option<String>,
+        message: String,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -21,7 +27,10 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("method {method} is not allowed on this path")]
-    MethodNotAllowed { method: String, allow: Vec<&'static str> },
+    MethodNotAllowed {
+        method: String,
+        allow: Vec<&'static str>,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("the request body is larger than {limit} bytes")]
@@ -33,15 +42,25 @@ pub enum ApiError {
     Internal(String),
     /// A dependency is down; the client may retry after `retry_after` seconds.
     #[error("{dependency} is unavailable: {detail}")]
-    Unavailable { dependency: &'static str, detail: String, retry_after: u32 },
+    Unavailable {
+        dependency: &'static str,
+        detail: String,
+        retry_after: u32,
+    },
     /// A dependency did not answer in time.
     #[error("{dependency} timed out: {detail}")]
-    Timeout { dependency: &'static str, detail: String },
+    Timeout {
+        dependency: &'static str,
+        detail: String,
+    },
 }
 
 impl ApiError {
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::Validation { field: Some(field.into()), message: message.into() }
+        ApiError::Validation {
+            field: Some(field.into()),
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -81,11 +100,15 @@ impl ApiError {
     /// What the client reads: the whole story for 4xx, a fixed sentence for 5xx.
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::Internal(_) => "an internal error occurred; it has been logged with this request id".into(),
+            ApiError::Internal(_) => {
+                "an internal error occurred; it has been logged with this request id".into()
+            }
             ApiError::Unavailable { dependency, .. } => {
                 format!("the {dependency} is unavailable; retry later")
             }
-            ApiError::Timeout { dependency, .. } => format!("the {dependency} did not answer in time"),
+            ApiError::Timeout { dependency, .. } => {
+                format!("the {dependency} did not answer in time")
+            }
             other => other.to_string(),
         }
     }
@@ -93,9 +116,15 @@ impl ApiError {
     /// The `details` object of the body, or null.
     pub fn details(&self) -> Value {
         match self {
-            ApiError::Validation { field: Some(field), .. }
-            | ApiError::InvalidJson { field: Some(field), .. } => json!({ "field": field }),
-            ApiError::MethodNotAllowed { method, allow } => json!({ "method": method, "allow": allow }),
+            ApiError::Validation {
+                field: Some(field), ..
+            }
+            | ApiError::InvalidJson {
+                field: Some(field), ..
+            } => json!({ "field": field }),
+            ApiError::MethodNotAllowed { method, allow } => {
+                json!({ "method": method, "allow": allow })
+            }
             ApiError::PayloadTooLarge { limit } => json!({ "limit_bytes": limit }),
             _ => Value::Null,
         }
@@ -105,7 +134,9 @@ impl ApiError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             ApiError::MethodNotAllowed { allow, .. } => vec![("allow", allow.join(", "))],
-            ApiError::Unavailable { retry_after, .. } => vec![("retry-after", retry_after.to_string())],
+            ApiError::Unavailable { retry_after, .. } => {
+                vec![("retry-after", retry_after.to_string())]
+            }
             _ => Vec::new(),
         }
     }
@@ -124,7 +155,10 @@ impl ApiError {
 
 impl From<friendship_domain::ValidationError> for ApiError {
     fn from(e: friendship_domain::ValidationError) -> Self {
-        ApiError::Validation { field: Some(e.field), message: e.message }
+        ApiError::Validation {
+            field: Some(e.field),
+            message: e.message,
+        }
     }
 }
 
@@ -142,14 +176,21 @@ mod tests {
 
     #[test]
     fn a_method_not_allowed_lists_the_allowed_methods_in_its_header() {
-        let error = ApiError::MethodNotAllowed { method: "PATCH".into(), allow: vec!["GET", "PUT"] };
+        let error = ApiError::MethodNotAllowed {
+            method: "PATCH".into(),
+            allow: vec!["GET", "PUT"],
+        };
         assert_eq!(error.status(), 405);
         assert_eq!(error.headers(), vec![("allow", "GET, PUT".to_string())]);
     }
 
     #[test]
     fn an_unavailable_dependency_asks_the_client_to_retry() {
-        let error = ApiError::Unavailable { dependency: "database", detail: "refused".into(), retry_after: 2 };
+        let error = ApiError::Unavailable {
+            dependency: "database",
+            detail: "refused".into(),
+            retry_after: 2,
+        };
         assert_eq!(error.status(), 503);
         assert_eq!(error.headers(), vec![("retry-after", "2".to_string())]);
         assert!(!error.public_message().contains("refused"));

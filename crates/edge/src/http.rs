@@ -30,8 +30,18 @@ pub struct Route {
 }
 
 impl Route {
-    pub const fn new(method: Method, pattern: &'static str, name: &'static str, handler: Handler) -> Self {
-        Route { method, pattern, name, handler }
+    pub const fn new(
+        method: Method,
+        pattern: &'static str,
+        name: &'static str,
+        handler: Handler,
+    ) -> Self {
+        Route {
+            method,
+            pattern,
+            name,
+            handler,
+        }
     }
 }
 
@@ -46,8 +56,14 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: &impl Serialize) -> Result<Reply, ApiError> {
-        let body = serde_json::to_vec(body).map_err(|e| ApiError::Internal(format!("serialising a reply: {e}")))?;
-        Ok(Reply { status, body, content_type: "application/json", headers: Vec::new() })
+        let body = serde_json::to_vec(body)
+            .map_err(|e| ApiError::Internal(format!("serialising a reply: {e}")))?;
+        Ok(Reply {
+            status,
+            body,
+            content_type: "application/json",
+            headers: Vec::new(),
+        })
     }
 
     pub fn ok(body: &impl Serialize) -> Result<Reply, ApiError> {
@@ -70,7 +86,11 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// A path parameter of the matched pattern.
     pub fn param(&self, name: &str) -> &str {
-        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 
     /// The query string parameters, percent-decoded.
@@ -81,7 +101,10 @@ impl Ctx<'_> {
 
     /// Authenticates the bearer token (401 when it is missing or invalid).
     pub fn authenticate(&mut self) -> Result<Principal, ApiError> {
-        let header = self.request.header("authorization").and_then(|h| h.as_str());
+        let header = self
+            .request
+            .header("authorization")
+            .and_then(|h| h.as_str());
         auth::authenticate(header)
     }
 
@@ -105,12 +128,18 @@ impl Ctx<'_> {
 }
 
 /// Checks the size and content type of a body and decodes it.
-pub fn parse_json_body<T: DeserializeOwned>(request: &Request, limit: usize) -> Result<T, ApiError> {
+pub fn parse_json_body<T: DeserializeOwned>(
+    request: &Request,
+    limit: usize,
+) -> Result<T, ApiError> {
     let body = request.body();
     if body.len() > limit {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let content_type = request.header("content-type").and_then(|h| h.as_str()).unwrap_or("");
+    let content_type = request
+        .header("content-type")
+        .and_then(|h| h.as_str())
+        .unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType);
@@ -122,7 +151,10 @@ pub fn parse_json_body<T: DeserializeOwned>(request: &Request, limit: usize) -> 
 /// missing or unknown fields as `validation_error` with the field's path.
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::InvalidJson { field: None, message: "the request body is empty".into() });
+        return Err(ApiError::InvalidJson {
+            field: None,
+            message: "the request body is empty".into(),
+        });
     }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     let result: Result<T, _> = serde_path_to_error::deserialize(deserializer);
@@ -134,9 +166,12 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let inner = error.into_inner();
     let message = strip_position(&inner.to_string());
     match inner.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
-            Err(ApiError::InvalidJson { field: None, message: format!("malformed JSON: {message}") })
-        }
+        serde_json::error::Category::Syntax
+        | serde_json::error::Category::Eof
+        | serde_json::error::Category::Io => Err(ApiError::InvalidJson {
+            field: None,
+            message: format!("malformed JSON: {message}"),
+        }),
         serde_json::error::Category::Data => {
             let field = field_of(&path, &message);
             Err(ApiError::Validation { field, message })
@@ -161,7 +196,9 @@ fn field_of(path: &str, message: &str) -> Option<String> {
         .find_map(|prefix| message.strip_prefix(prefix))
         .and_then(|rest| rest.split('`').next());
     match (parent, named) {
-        (parent, Some(name)) if parent == name || parent.ends_with(&format!(".{name}")) => Some(parent.to_string()),
+        (parent, Some(name)) if parent == name || parent.ends_with(&format!(".{name}")) => {
+            Some(parent.to_string())
+        }
         ("", Some(name)) => Some(name.to_string()),
         (parent, Some(name)) => Some(format!("{parent}.{name}")),
         ("", None) => None,
@@ -190,7 +227,10 @@ fn percent_decode(raw: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                match (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b))) {
+                match (
+                    bytes.get(i + 1).and_then(|b| hex(*b)),
+                    bytes.get(i + 2).and_then(|b| hex(*b)),
+                ) {
                     (Some(high), Some(low)) => {
                         out.push((high * 16 + low) as u8);
                         i += 2;
@@ -245,8 +285,10 @@ pub fn serve(request: Request, routes: &[Route]) -> Response {
     let path = request.path().to_string();
     let method = request.method().clone();
 
-    let mut matching: Vec<(&Route, Vec<(&'static str, String)>)> =
-        routes.iter().filter_map(|r| match_pattern(r.pattern, &path).map(|p| (r, p))).collect();
+    let mut matching: Vec<(&Route, Vec<(&'static str, String)>)> = routes
+        .iter()
+        .filter_map(|r| match_pattern(r.pattern, &path).map(|p| (r, p)))
+        .collect();
     // A literal path wins over a parameter: `GET /conversations/end` is a
     // wrong method on a known path, not an event named "end".
     if matching.iter().any(|(_, params)| params.is_empty()) {
@@ -276,9 +318,15 @@ pub fn serve(request: Request, routes: &[Route]) -> Response {
         None if matching.is_empty() => Err(ApiError::NotFound(format!("no route for {path}"))),
         None => {
             route_name = matching[0].0.name;
-            let mut allow: Vec<&'static str> = matching.iter().map(|(r, _)| method_name(&r.method)).collect();
+            let mut allow: Vec<&'static str> = matching
+                .iter()
+                .map(|(r, _)| method_name(&r.method))
+                .collect();
             allow.dedup();
-            Err(ApiError::MethodNotAllowed { method: method.to_string(), allow })
+            Err(ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                allow,
+            })
         }
     };
 
@@ -312,7 +360,16 @@ pub fn serve(request: Request, routes: &[Route]) -> Response {
         }
     };
 
-    log::request(&request_id, &method.to_string(), route_name, &path, status, started.elapsed(), user_id.as_deref(), log_fields);
+    log::request(
+        &request_id,
+        &method.to_string(),
+        route_name,
+        &path,
+        status,
+        started.elapsed(),
+        user_id.as_deref(),
+        log_fields,
+    );
     response
 }
 
@@ -340,26 +397,41 @@ mod tests {
 
     #[test]
     fn a_pattern_captures_its_parameters() {
-        let params = match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings/42").unwrap();
+        let params =
+            match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings/42").unwrap();
         assert_eq!(params, vec![("id", "42".to_string())]);
         assert!(match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings").is_none());
-        assert!(match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings/1/x").is_none());
+        assert!(
+            match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings/1/x").is_none()
+        );
     }
 
     #[test]
     fn a_missing_field_is_reported_by_its_full_path() {
-        assert_eq!(field_of("metadata", "missing field `emotion`"), Some("metadata.emotion".into()));
-        assert_eq!(field_of(".", "missing field `user_id`"), Some("user_id".into()));
-        assert_eq!(field_of("metadata.total_turns", "invalid type"), Some("metadata.total_turns".into()));
+        assert_eq!(
+            field_of("metadata", "missing field `emotion`"),
+            Some("metadata.emotion".into())
+        );
+        assert_eq!(
+            field_of(".", "missing field `user_id`"),
+            Some("user_id".into())
+        );
+        assert_eq!(
+            field_of("metadata.total_turns", "invalid type"),
+            Some("metadata.total_turns".into())
+        );
     }
 
     #[test]
     fn query_strings_are_percent_decoded() {
-        assert_eq!(form_pairs("a=x%20y&b=1+2&c"), vec![
-            ("a".into(), "x y".into()),
-            ("b".into(), "1 2".into()),
-            ("c".into(), "".into())
-        ]);
+        assert_eq!(
+            form_pairs("a=x%20y&b=1+2&c"),
+            vec![
+                ("a".into(), "x y".into()),
+                ("b".into(), "1 2".into()),
+                ("c".into(), "".into())
+            ]
+        );
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
     }
 
@@ -371,8 +443,14 @@ mod tests {
         struct Body {
             n: u32,
         }
-        assert!(matches!(decode_json::<Body>(b"{"), Err(ApiError::InvalidJson { .. })));
-        assert!(matches!(decode_json::<Body>(b""), Err(ApiError::InvalidJson { .. })));
+        assert!(matches!(
+            decode_json::<Body>(b"{"),
+            Err(ApiError::InvalidJson { .. })
+        ));
+        assert!(matches!(
+            decode_json::<Body>(b""),
+            Err(ApiError::InvalidJson { .. })
+        ));
         match decode_json::<Body>(br#"{"n": "x"}"#) {
             Err(ApiError::Validation { field, .. }) => assert_eq!(field.as_deref(), Some("n")),
             other => panic!("{other:?}"),

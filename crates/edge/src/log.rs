@@ -8,7 +8,10 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
 fn emit(event: &str, mut fields: Map<String, Value>) {
-    fields.insert("ts".into(), Value::String(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)));
+    fields.insert(
+        "ts".into(),
+        Value::String(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+    );
     fields.insert("event".into(), Value::String(event.into()));
     println!("{}", Value::Object(fields));
 }
@@ -49,13 +52,18 @@ pub fn request(
 pub fn level_transition(user_id: &str, from: &str, to: &str, score: f64, cause: &str) {
     emit(
         "level_transition",
-        object(json!({ "user_id": user_id, "from": from, "to": to, "score": score, "cause": cause })),
+        object(
+            json!({ "user_id": user_id, "from": from, "to": to, "score": score, "cause": cause }),
+        ),
     );
 }
 
 /// Cached candidates were dropped.
 pub fn cache_invalidation(user_id: &str, reason: &str, ok: bool) {
-    emit("cache_invalidation", object(json!({ "user_id": user_id, "reason": reason, "ok": ok })));
+    emit(
+        "cache_invalidation",
+        object(json!({ "user_id": user_id, "reason": reason, "ok": ok })),
+    );
 }
 
 /// Anything else worth a line: `event` names it, `fields` say the rest.

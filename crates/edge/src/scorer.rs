@@ -9,7 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use friendship_domain::{conversation_score_change, next_streak, topic_updates, ConversationMetadata, Doorbell};
+use friendship_domain::{
+    conversation_score_change, next_streak, topic_updates, ConversationMetadata, Doorbell,
+};
 use friendship_queries::{events, friendship};
 use spin_sdk::pg4::ParameterValue as P;
 use uuid::Uuid;
@@ -28,15 +30,27 @@ pub const MAX_WAKE_DURATION: Duration = Duration::from_secs(20);
 
 /// What became of one claimed event.
 enum Outcome {
-    Scored { processing_id: Uuid, changed: store::Changed },
-    Unprocessable { processing_id: Uuid, error: String },
+    Scored {
+        processing_id: Uuid,
+        changed: store::Changed,
+    },
+    Unprocessable {
+        processing_id: Uuid,
+        error: String,
+    },
 }
 
 /// Handles one message of the events channel.
 pub fn handle_message(payload: &[u8]) -> Result<(), ApiError> {
     let doorbell = Doorbell::from_json(payload).map_err(|e| {
-        log::event("doorbell_rejected", serde_json::json!({ "error": e.to_string(), "bytes": payload.len() }));
-        ApiError::Validation { field: None, message: format!("not a doorbell: {e}") }
+        log::event(
+            "doorbell_rejected",
+            serde_json::json!({ "error": e.to_string(), "bytes": payload.len() }),
+        );
+        ApiError::Validation {
+            field: None,
+            message: format!("not a doorbell: {e}"),
+        }
     })?;
     let policy = RetryPolicy::load()?;
     let db = Db::open()?;
@@ -46,13 +60,19 @@ pub fn handle_message(payload: &[u8]) -> Result<(), ApiError> {
         match score_next(&db, &policy)? {
             Some(()) => scored += 1,
             None => {
-                log::event("scorer_wake", serde_json::json!({ "doorbell": doorbell, "scored": scored, "ms": started.elapsed().as_millis() as u64 }));
+                log::event(
+                    "scorer_wake",
+                    serde_json::json!({ "doorbell": doorbell, "scored": scored, "ms": started.elapsed().as_millis() as u64 }),
+                );
                 return Ok(());
             }
         }
     }
     // Budget spent with work left: ring again so the next wake carries on.
-    log::event("scorer_wake", serde_json::json!({ "doorbell": doorbell, "scored": scored, "continued": true }));
+    log::event(
+        "scorer_wake",
+        serde_json::json!({ "doorbell": doorbell, "scored": scored, "continued": true }),
+    );
     crate::doorbell::ring(&Doorbell::Tick)
 }
 
@@ -63,7 +83,9 @@ fn score_next(db: &Db, policy: &RetryPolicy) -> Result<Option<()>, ApiError> {
     let mut claimed: Option<(Uuid, i32)> = None;
     let result = db.transaction(|db| {
         let rows = db.query(events::CLAIM_DUE_EVENT, &[])?;
-        let Some(row) = rows.first() else { return Ok(None) };
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
         let processing_id = db::uuid_of(&row, "processing_id")?;
         claimed = Some((processing_id, row.get("attempts")?));
         let user_id: String = row.get("user_id")?;
@@ -71,15 +93,29 @@ fn score_next(db: &Db, policy: &RetryPolicy) -> Result<Option<()>, ApiError> {
         let now = row.utc("now")?;
         let metadata: ConversationMetadata = match serde_json::from_str(&payload) {
             Ok(m) => m,
-            Err(e) => return Ok(Some(Outcome::Unprocessable { processing_id, error: format!("payload does not decode: {e}") })),
+            Err(e) => {
+                return Ok(Some(Outcome::Unprocessable {
+                    processing_id,
+                    error: format!("payload does not decode: {e}"),
+                }))
+            }
         };
 
         store::ensure_user(db, &user_id)?;
-        let locked = db.query(friendship::LOCK_FOR_CONVERSATION, &[P::Str(user_id.clone())])?;
-        let row = locked.first().ok_or_else(|| ApiError::Internal(format!("user {user_id} vanished")))?;
+        let locked = db.query(
+            friendship::LOCK_FOR_CONVERSATION,
+            &[P::Str(user_id.clone())],
+        )?;
+        let row = locked
+            .first()
+            .ok_or_else(|| ApiError::Internal(format!("user {user_id} vanished")))?;
         let last = row.utc_opt("last_interaction_date")?;
         let streak: i32 = row.get("streak_day")?;
-        let streak = next_streak(last.map(|t| t.date_naive()), streak.max(0) as u32, now.date_naive());
+        let streak = next_streak(
+            last.map(|t| t.date_naive()),
+            streak.max(0) as u32,
+            now.date_naive(),
+        );
 
         let topics = topic_updates(&metadata, now);
         let changed = store::apply_change(
@@ -96,12 +132,18 @@ fn score_next(db: &Db, policy: &RetryPolicy) -> Result<Option<()>, ApiError> {
             },
         )?;
         db.execute(events::MARK_PROCESSED, &[db::uuid_param(processing_id)])?;
-        Ok(Some(Outcome::Scored { processing_id, changed }))
+        Ok(Some(Outcome::Scored {
+            processing_id,
+            changed,
+        }))
     });
 
     match result {
         Ok(None) => Ok(None),
-        Ok(Some(Outcome::Scored { processing_id, changed })) => {
+        Ok(Some(Outcome::Scored {
+            processing_id,
+            changed,
+        })) => {
             if changed.level_changed() {
                 let user_id = &changed.status.user_id;
                 log::level_transition(
@@ -113,12 +155,24 @@ fn score_next(db: &Db, policy: &RetryPolicy) -> Result<Option<()>, ApiError> {
                 );
                 Cache::open().invalidate(user_id, "level_changed");
             }
-            log::event("event_processed", serde_json::json!({ "processing_id": processing_id, "user_id": changed.status.user_id }));
+            log::event(
+                "event_processed",
+                serde_json::json!({ "processing_id": processing_id, "user_id": changed.status.user_id }),
+            );
             Ok(Some(()))
         }
-        Ok(Some(Outcome::Unprocessable { processing_id, error })) => {
-            db.execute(events::MARK_UNPROCESSABLE, &[db::uuid_param(processing_id), P::Str(error.clone())])?;
-            log::event("event_failed", serde_json::json!({ "processing_id": processing_id, "error": error, "retry": false }));
+        Ok(Some(Outcome::Unprocessable {
+            processing_id,
+            error,
+        })) => {
+            db.execute(
+                events::MARK_UNPROCESSABLE,
+                &[db::uuid_param(processing_id), P::Str(error.clone())],
+            )?;
+            log::event(
+                "event_failed",
+                serde_json::json!({ "processing_id": processing_id, "error": error, "retry": false }),
+            );
             Ok(Some(()))
         }
         Err(error) => {
@@ -127,7 +181,9 @@ fn score_next(db: &Db, policy: &RetryPolicy) -> Result<Option<()>, ApiError> {
             if matches!(error, ApiError::Unavailable { .. }) {
                 return Err(error);
             }
-            let Some((processing_id, attempts)) = claimed else { return Err(error) };
+            let Some((processing_id, attempts)) = claimed else {
+                return Err(error);
+            };
             let attempt = u32::try_from(attempts).unwrap_or(0) + 1;
             let delay = friendship_domain::backoff_delay(attempt, policy.base_ms, &mut rand::rng());
             let rows = db.query(

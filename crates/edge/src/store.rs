@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use friendship_domain::{
-    Agent, AgentType, ConversationEnd, Emotion, GreetingTrigger, Level, TopicMetric, TopicUpdate, Weight,
+    Agent, AgentType, ConversationEnd, Emotion, GreetingTrigger, Level, TopicMetric, TopicUpdate,
+    Weight,
 };
 use friendship_queries::{events, friendship, mappings};
 use serde::Serialize;
@@ -17,16 +18,19 @@ use crate::error::ApiError;
 
 fn parse_column<T: std::str::FromStr>(row: &RowRef<'_>, column: &str) -> Result<T, ApiError> {
     let text: String = row.get(column)?;
-    text.parse().map_err(|_| ApiError::Internal(format!("unexpected value {text:?} in column `{column}`")))
+    text.parse()
+        .map_err(|_| ApiError::Internal(format!("unexpected value {text:?} in column `{column}`")))
 }
 
-fn parse_optional<T: std::str::FromStr>(row: &RowRef<'_>, column: &str) -> Result<Option<T>, ApiError> {
+fn parse_optional<T: std::str::FromStr>(
+    row: &RowRef<'_>,
+    column: &str,
+) -> Result<Option<T>, ApiError> {
     match row.get::<Option<String>>(column)? {
         None => Ok(None),
-        Some(text) => text
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::Internal(format!("unexpected value {text:?} in column `{column}`"))),
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            ApiError::Internal(format!("unexpected value {text:?} in column `{column}`"))
+        }),
     }
 }
 
@@ -47,12 +51,22 @@ pub fn record_event(db: &Db, event: &ConversationEnd) -> Result<Recorded, ApiErr
     let conversation_id = event.conversation_id.as_str().to_owned();
     let rows = db.query(
         events::INSERT_EVENT,
-        &[P::Str(conversation_id.clone()), P::Str(event.user_id.as_str().to_owned()), P::Str(payload.clone())],
+        &[
+            P::Str(conversation_id.clone()),
+            P::Str(event.user_id.as_str().to_owned()),
+            P::Str(payload.clone()),
+        ],
     )?;
     if let Some(row) = rows.first() {
-        return Ok(Recorded { processing_id: db::uuid_of(&row, "processing_id")?, repeat: false });
+        return Ok(Recorded {
+            processing_id: db::uuid_of(&row, "processing_id")?,
+            repeat: false,
+        });
     }
-    let rows = db.query(events::FIND_EVENT_BY_CONVERSATION, &[P::Str(conversation_id), P::Str(payload)])?;
+    let rows = db.query(
+        events::FIND_EVENT_BY_CONVERSATION,
+        &[P::Str(conversation_id), P::Str(payload)],
+    )?;
     let row = rows
         .first()
         .ok_or_else(|| ApiError::Internal("a conflicting conversation vanished".into()))?;
@@ -63,7 +77,10 @@ pub fn record_event(db: &Db, event: &ConversationEnd) -> Result<Recorded, ApiErr
             "this conversation_id was already recorded with a different user or payload".into(),
         ));
     }
-    Ok(Recorded { processing_id: db::uuid_of(&row, "processing_id")?, repeat: true })
+    Ok(Recorded {
+        processing_id: db::uuid_of(&row, "processing_id")?,
+        repeat: true,
+    })
 }
 
 /// An event as `GET /api/v1/conversations/{processing_id}` shows it.
@@ -81,7 +98,9 @@ pub struct EventView {
 
 pub fn get_event(db: &Db, processing_id: Uuid) -> Result<Option<EventView>, ApiError> {
     let rows = db.query(events::GET_EVENT, &[db::uuid_param(processing_id)])?;
-    let Some(row) = rows.first() else { return Ok(None) };
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
     Ok(Some(EventView {
         processing_id: db::uuid_of(&row, "processing_id")?,
         conversation_id: row.get("conversation_id")?,
@@ -96,7 +115,9 @@ pub fn get_event(db: &Db, processing_id: Uuid) -> Result<Option<EventView>, ApiE
 
 /// Requeues failed events and pending ones older than `older_than_seconds`.
 pub fn redrive(db: &Db, older_than_seconds: f64) -> Result<usize, ApiError> {
-    Ok(db.query(events::REDRIVE, &[P::Floating64(older_than_seconds)])?.len())
+    Ok(db
+        .query(events::REDRIVE, &[P::Floating64(older_than_seconds)])?
+        .len())
 }
 
 // ----- friendship -----------------------------------------------------------
@@ -205,20 +226,27 @@ pub fn apply_change(db: &Db, change: &Change<'_>) -> Result<Changed, ApiError> {
             change.streak_day.map(P::Int32).unwrap_or(P::DbNull),
             db::text_or_null(change.last_emotion.map(|e| e.as_str())),
             P::Str(topics),
-            change.processing_id.map(db::uuid_param).unwrap_or(P::DbNull),
+            change
+                .processing_id
+                .map(db::uuid_param)
+                .unwrap_or(P::DbNull),
             P::Str(change.cause.as_str().to_owned()),
             P::Boolean(matches!(change.cause, Cause::Conversation)),
         ],
     )?;
-    let row = rows
-        .first()
-        .ok_or_else(|| ApiError::Internal(format!("no status row for {} to change", change.user_id)))?;
-    Ok(Changed { status: status_of(&row)?, previous_level: parse_column(&row, "previous_level")? })
+    let row = rows.first().ok_or_else(|| {
+        ApiError::Internal(format!("no status row for {} to change", change.user_id))
+    })?;
+    Ok(Changed {
+        status: status_of(&row)?,
+        previous_level: parse_column(&row, "previous_level")?,
+    })
 }
 
 /// Creates the user when new.
 pub fn ensure_user(db: &Db, user_id: &str) -> Result<(), ApiError> {
-    db.execute(friendship::ENSURE_USER, &[P::Str(user_id.to_owned())]).map(|_| ())
+    db.execute(friendship::ENSURE_USER, &[P::Str(user_id.to_owned())])
+        .map(|_| ())
 }
 
 /// A service update: creates the user when new and applies the change, in one transaction.
@@ -328,7 +356,12 @@ pub struct MappingFilter {
     pub is_active: Option<bool>,
 }
 
-pub fn list_mappings(db: &Db, filter: &MappingFilter, limit: i64, offset: i64) -> Result<(Vec<Mapping>, i64), ApiError> {
+pub fn list_mappings(
+    db: &Db,
+    filter: &MappingFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Mapping>, i64), ApiError> {
     let filters = vec![
         db::text_or_null(filter.level.map(|l| l.as_str())),
         db::text_or_null(filter.agent_type.map(|t| t.as_str())),
@@ -341,29 +374,49 @@ pub fn list_mappings(db: &Db, filter: &MappingFilter, limit: i64, offset: i64) -
         .get("total")?;
     let mut params = filters;
     params.extend([P::Int64(limit), P::Int64(offset)]);
-    let items = db.query(mappings::LIST, &params)?.iter().map(|row| mapping_of(&row)).collect::<Result<_, _>>()?;
+    let items = db
+        .query(mappings::LIST, &params)?
+        .iter()
+        .map(|row| mapping_of(&row))
+        .collect::<Result<_, _>>()?;
     Ok((items, total))
 }
 
 pub fn get_mapping(db: &Db, id: i64) -> Result<Option<Mapping>, ApiError> {
-    db.query(mappings::GET, &[P::Int64(id)])?.first().map(|row| mapping_of(&row)).transpose()
+    db.query(mappings::GET, &[P::Int64(id)])?
+        .first()
+        .map(|row| mapping_of(&row))
+        .transpose()
 }
 
 pub fn insert_mapping(db: &Db, fields: &MappingFields) -> Result<Mapping, ApiError> {
-    let rows = db.query(mappings::INSERT, &fields.params()).map_err(duplicate_mapping)?;
-    let row = rows.first().ok_or_else(|| ApiError::Internal("insert returned no row".into()))?;
+    let rows = db
+        .query(mappings::INSERT, &fields.params())
+        .map_err(duplicate_mapping)?;
+    let row = rows
+        .first()
+        .ok_or_else(|| ApiError::Internal("insert returned no row".into()))?;
     mapping_of(&row)
 }
 
-pub fn replace_mapping(db: &Db, id: i64, fields: &MappingFields) -> Result<Option<Mapping>, ApiError> {
+pub fn replace_mapping(
+    db: &Db,
+    id: i64,
+    fields: &MappingFields,
+) -> Result<Option<Mapping>, ApiError> {
     let mut params = fields.params();
     params.push(P::Int64(id));
-    let rows = db.query(mappings::REPLACE, &params).map_err(duplicate_mapping)?;
+    let rows = db
+        .query(mappings::REPLACE, &params)
+        .map_err(duplicate_mapping)?;
     rows.first().map(|row| mapping_of(&row)).transpose()
 }
 
 pub fn deactivate_mapping(db: &Db, id: i64) -> Result<Option<Mapping>, ApiError> {
-    db.query(mappings::DEACTIVATE, &[P::Int64(id)])?.first().map(|row| mapping_of(&row)).transpose()
+    db.query(mappings::DEACTIVATE, &[P::Int64(id)])?
+        .first()
+        .map(|row| mapping_of(&row))
+        .transpose()
 }
 
 pub fn catalogue_version(db: &Db) -> Result<i64, ApiError> {
@@ -375,12 +428,17 @@ pub fn catalogue_version(db: &Db) -> Result<i64, ApiError> {
 
 /// The active agents of a level and the catalogue version they belong to.
 pub fn active_agents(db: &Db, level: Level) -> Result<(i64, Vec<Agent>), ApiError> {
-    let rows = db.query(mappings::ACTIVE_AGENTS_OF_LEVEL, &[P::Str(level.as_str().to_owned())])?;
+    let rows = db.query(
+        mappings::ACTIVE_AGENTS_OF_LEVEL,
+        &[P::Str(level.as_str().to_owned())],
+    )?;
     let mut version = None;
     let mut agents = Vec::new();
     for row in rows.iter() {
         version = Some(row.get::<i64>("version")?);
-        let Some(mapping_id) = row.get::<Option<i64>>("id")? else { continue };
+        let Some(mapping_id) = row.get::<Option<i64>>("id")? else {
+            continue;
+        };
         let weight: f64 = row.get("weight")?;
         agents.push(Agent {
             mapping_id,
@@ -388,11 +446,13 @@ pub fn active_agents(db: &Db, level: Level) -> Result<(i64, Vec<Agent>), ApiErro
             name: row.get("agent_name")?,
             description: row.get("agent_description")?,
             agent_type: parse_column(&row, "agent_type")?,
-            weight: Weight::new(weight).map_err(|e| ApiError::Internal(format!("stored weight: {e}")))?,
+            weight: Weight::new(weight)
+                .map_err(|e| ApiError::Internal(format!("stored weight: {e}")))?,
             trigger: parse_optional(&row, "greeting_trigger")?,
             topic: row.get("topic")?,
         });
     }
-    let version = version.ok_or_else(|| ApiError::Internal("catalogue_version has no row".into()))?;
+    let version =
+        version.ok_or_else(|| ApiError::Internal("catalogue_version has no row".into()))?;
     Ok((version, agents))
 }

@@ -23,31 +23,54 @@ pub struct Suggested {
 }
 
 /// Suggests agents for a user.
-pub fn suggest(user_id: &UserId, context: &SuggestContext, now: DateTime<Utc>) -> Result<Suggested, ApiError> {
+pub fn suggest(
+    user_id: &UserId,
+    context: &SuggestContext,
+    now: DateTime<Utc>,
+) -> Result<Suggested, ApiError> {
     let returning_after_days: u32 = config::number("returning_after_days")?;
     let cache = Cache::open();
 
-    let cached = cache
-        .candidates(user_id.as_str())
-        .filter(|record| cache.catalogue_version().is_some_and(|version| record.is_usable(now, version)));
+    let cached = cache.candidates(user_id.as_str()).filter(|record| {
+        cache
+            .catalogue_version()
+            .is_some_and(|version| record.is_usable(now, version))
+    });
     let (record, hit) = match cached {
         Some(record) => (record, true),
         None => (load_candidates(&cache, user_id, now)?, false),
     };
     count(hit);
 
-    let suggestion = friendship_domain::suggest(&record, context, now, returning_after_days, &mut rand::rng());
-    Ok(Suggested { record, suggestion, cached: hit })
+    let suggestion = friendship_domain::suggest(
+        &record,
+        context,
+        now,
+        returning_after_days,
+        &mut rand::rng(),
+    );
+    Ok(Suggested {
+        record,
+        suggestion,
+        cached: hit,
+    })
 }
 
 /// The miss path: reads the user and the active agents of their level,
 /// caches the record, then re-reads the level so that a level change that
 /// committed meanwhile never leaves a stale record behind.
-fn load_candidates(cache: &Cache, user_id: &UserId, now: DateTime<Utc>) -> Result<CandidateRecord, ApiError> {
+fn load_candidates(
+    cache: &Cache,
+    user_id: &UserId,
+    now: DateTime<Utc>,
+) -> Result<CandidateRecord, ApiError> {
     let ttl = Duration::seconds(config::number("cache_ttl_seconds")?);
     let db = Db::open()?;
     let status = store::status(&db, user_id.as_str())?;
-    let level = status.as_ref().map(|s| s.friendship_level).unwrap_or(Level::Stranger);
+    let level = status
+        .as_ref()
+        .map(|s| s.friendship_level)
+        .unwrap_or(Level::Stranger);
     let (version, agents) = store::active_agents(&db, level)?;
     let record = match status {
         Some(status) => CandidateRecord::build(
@@ -61,7 +84,17 @@ fn load_candidates(cache: &Cache, user_id: &UserId, now: DateTime<Utc>) -> Resul
             now,
             ttl,
         ),
-        None => CandidateRecord::build(user_id.as_str().to_owned(), level, version, agents, Default::default(), None, None, now, ttl),
+        None => CandidateRecord::build(
+            user_id.as_str().to_owned(),
+            level,
+            version,
+            agents,
+            Default::default(),
+            None,
+            None,
+            now,
+            ttl,
+        ),
     };
 
     if cache.store_candidates(&record) {
@@ -77,8 +110,15 @@ fn load_candidates(cache: &Cache, user_id: &UserId, now: DateTime<Utc>) -> Resul
 
 /// Counts a hit or a miss; a counter that cannot be written is logged only.
 fn count(hit: bool) {
-    let key = if hit { doorbell::HITS_KEY } else { doorbell::MISSES_KEY };
+    let key = if hit {
+        doorbell::HITS_KEY
+    } else {
+        doorbell::MISSES_KEY
+    };
     if let Err(e) = doorbell::count(key) {
-        log::event("counter_error", serde_json::json!({ "key": key, "error": e.to_string() }));
+        log::event(
+            "counter_error",
+            serde_json::json!({ "key": key, "error": e.to_string() }),
+        );
     }
 }
