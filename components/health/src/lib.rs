@@ -1,4 +1,5 @@
-//! Health and the API description: `GET /health` (public), `GET
+//! Health and the API description: `GET /health` (public; checks every
+//! dependency), `GET /health/live` (public; the process answers), `GET
 //! /openapi.json`, and the error-schema 404 for every path no other component
 //! serves. Handlers live in [`handlers`].
 
@@ -10,6 +11,7 @@ use spin_sdk::http_component;
 
 const ROUTES: &[Route] = &[
     Route::new(Method::Get, "/health", "health", handlers::health),
+    Route::new(Method::Get, "/health/live", "liveness", handlers::liveness),
     Route::new(Method::Get, "/openapi.json", "openapi", handlers::openapi),
 ];
 
