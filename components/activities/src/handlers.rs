@@ -1,6 +1,6 @@
 //! Parsing and answering of the suggest route.
 
-use friendship_domain::{Pick, SuggestContext, TalkPick, UserId};
+use friendship_domain::{Agent, Pick, SuggestContext, TalkPick, UserId};
 use friendship_edge::http::rfc3339;
 use friendship_edge::suggestions;
 use friendship_edge::{ApiError, Ctx, Reply};
@@ -15,29 +15,29 @@ struct SuggestRequest {
     context: Option<SuggestContext>,
 }
 
-fn agent_view(pick: &Pick) -> Value {
+/// An agent as every slot of the answer shows it.
+fn agent_view(agent: &Agent, reason: &str) -> Value {
     json!({
-        "agent_id": pick.agent.agent_id,
-        "agent_name": pick.agent.name,
-        "agent_description": pick.agent.description,
-        "agent_type": pick.agent.agent_type,
-        "weight": pick.agent.weight.get(),
-        "reason": pick.reason,
+        "agent_id": agent.agent_id,
+        "agent_name": agent.name,
+        "agent_description": agent.description,
+        "agent_type": agent.agent_type,
+        "weight": agent.weight.get(),
+        "reason": reason,
     })
 }
 
+fn pick_view(pick: &Pick) -> Value {
+    agent_view(&pick.agent, &pick.reason)
+}
+
+/// A talk agent: an agent plus the topic it covers and the user's engagement with it.
 fn talk_view(pick: &TalkPick) -> Value {
-    json!({
-        "agent_id": pick.agent.agent_id,
-        "agent_name": pick.agent.name,
-        "agent_description": pick.agent.description,
-        "agent_type": pick.agent.agent_type,
-        "weight": pick.agent.weight.get(),
-        "reason": pick.reason,
-        "topic": pick.agent.topic,
-        "topic_score": pick.topic_score,
-        "total_turns": pick.total_turns,
-    })
+    let mut view = agent_view(&pick.agent, &pick.reason);
+    view["topic"] = json!(pick.agent.topic);
+    view["topic_score"] = json!(pick.topic_score);
+    view["total_turns"] = json!(pick.total_turns);
+    view
 }
 
 /// `POST /api/v1/activities/suggest`.
@@ -55,9 +55,9 @@ pub fn suggest_activities(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     Reply::ok(&json!({
         "user_id": request.user_id.as_str(),
         "friendship_level": suggested.record.level,
-        "greeting_agent": s.greeting.as_ref().map(agent_view),
+        "greeting_agent": s.greeting.as_ref().map(pick_view),
         "talk_agents": s.talk.iter().map(talk_view).collect::<Vec<_>>(),
-        "game_agents": s.games.iter().map(agent_view).collect::<Vec<_>>(),
+        "game_agents": s.games.iter().map(pick_view).collect::<Vec<_>>(),
         "warnings": s.warnings,
         "cached": suggested.cached,
         "generated_at": rfc3339(ctx.now),
