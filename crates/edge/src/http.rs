@@ -156,27 +156,26 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             message: "the request body is empty".into(),
         });
     }
-    let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    let result: Result<T, _> = serde_path_to_error::deserialize(deserializer);
-    let error = match result {
-        Ok(value) => return Ok(value),
-        Err(error) => error,
-    };
-    let path = error.path().to_string();
-    let inner = error.into_inner();
-    let message = strip_position(&inner.to_string());
-    match inner.classify() {
-        serde_json::error::Category::Syntax
-        | serde_json::error::Category::Eof
-        | serde_json::error::Category::Io => Err(ApiError::InvalidJson {
+    // Syntax first, so that a truncated document is `invalid_json` even when
+    // its first value is already of a wrong type.
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson {
+        field: None,
+        message: format!("malformed JSON: {}", strip_position(&e.to_string())),
+    })?;
+    // serde would also read a struct from an array of its fields in order;
+    // a body is an object, its fields named.
+    if !value.is_object() {
+        return Err(ApiError::Validation {
             field: None,
-            message: format!("malformed JSON: {message}"),
-        }),
-        serde_json::error::Category::Data => {
-            let field = field_of(&path, &message);
-            Err(ApiError::Validation { field, message })
-        }
+            message: "the request body must be a JSON object".into(),
+        });
     }
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let message = strip_position(&error.into_inner().to_string());
+        let field = field_of(&path, &message);
+        ApiError::Validation { field, message }
+    })
 }
 
 /// serde_json appends " at line 1 column 17"; the field path says more.
@@ -201,9 +200,26 @@ fn field_of(path: &str, message: &str) -> Option<String> {
         }
         ("", Some(name)) => Some(name.to_string()),
         (parent, Some(name)) => Some(format!("{parent}.{name}")),
-        ("", None) => None,
-        (parent, None) => Some(parent.to_string()),
+        (parent, None) => match path_in_message(message) {
+            // A value's own validation (the domain's `try_from`) fails after
+            // serde has left the field, so its path is only in the message,
+            // which the domain starts with the field's full path.
+            Some(named) if named.starts_with(parent) => Some(named.to_string()),
+            _ if parent.is_empty() => None,
+            _ => Some(parent.to_string()),
+        },
     }
+}
+
+/// The field path a domain validation message starts with
+/// (`metadata.topics[2].turns must be …`).
+fn path_in_message(message: &str) -> Option<&str> {
+    let (first, rest) = message.split_once(' ')?;
+    let is_path = first.starts_with(|c: char| c.is_ascii_lowercase())
+        && first
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
+    (is_path && rest.starts_with("must")).then_some(first)
 }
 
 /// Splits `a=1&b=x%20y` into decoded pairs.

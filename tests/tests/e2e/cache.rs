@@ -1,0 +1,162 @@
+//! The candidate cache: a miss then hits; never stale after a level or a
+//! catalogue change; the request's context honoured on a hit; counts exposed.
+
+use serde_json::{json, Value};
+
+use crate::support::{isolated, run, shared, user};
+
+fn agent_ids(resp: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    if let Some(g) = resp["greeting_agent"]["agent_id"].as_str() {
+        ids.push(g.to_string());
+    }
+    for list in ["talk_agents", "game_agents"] {
+        for agent in resp[list].as_array().unwrap() {
+            ids.push(agent["agent_id"].as_str().unwrap().to_string());
+        }
+    }
+    ids
+}
+
+#[test]
+fn the_first_suggestion_is_a_miss_and_the_next_ones_are_hits() {
+    run(async {
+        let env = shared().await;
+        let u = user("cache");
+        let token = env.token(&u, "user");
+        let before = env.cache_stats().await.json;
+        let first = env.suggest(&token, &u, None).await;
+        first.expect(200);
+        assert_eq!(first.json["cached"], false);
+        for _ in 0..3 {
+            let hit = env.suggest(&token, &u, None).await;
+            hit.expect(200);
+            assert_eq!(hit.json["cached"], true);
+            assert_eq!(hit.json["friendship_level"], "stranger");
+        }
+        let after = env.cache_stats().await;
+        after.expect(200);
+        assert!(after.json["hits"].as_i64().unwrap() >= before["hits"].as_i64().unwrap() + 3);
+        assert!(after.json["misses"].as_i64().unwrap() > before["misses"].as_i64().unwrap());
+        let rate = after.json["hit_rate"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&rate));
+    });
+}
+
+#[test]
+fn an_unknown_user_is_served_as_a_stranger_and_not_created() {
+    run(async {
+        let env = shared().await;
+        let u = user("ghost");
+        let token = env.token(&u, "user");
+        let resp = env.suggest(&token, &u, None).await;
+        resp.expect(200);
+        assert_eq!(resp.json["friendship_level"], "stranger");
+        assert_eq!(resp.json["talk_agents"].as_array().unwrap().len(), 2);
+        assert_eq!(resp.json["game_agents"].as_array().unwrap().len(), 2);
+        assert!(resp.json["greeting_agent"]["reason"].is_string());
+        env.status(&token, &u).await.expect_error(404, "not_found");
+    });
+}
+
+#[test]
+fn the_context_is_honoured_on_a_cache_hit() {
+    run(async {
+        let env = shared().await;
+        let u = user("ctx");
+        let token = env.token(&u, "user");
+        env.suggest(&token, &u, None).await.expect(200);
+        let birthday = env
+            .suggest(
+                &token,
+                &u,
+                Some(json!({ "is_birthday": true, "emotion": "sad" })),
+            )
+            .await;
+        birthday.expect(200);
+        assert_eq!(birthday.json["cached"], true);
+        let greeting = &birthday.json["greeting_agent"];
+        assert!(
+            greeting["agent_id"].as_str().unwrap().contains("birthday"),
+            "{greeting}"
+        );
+        let sad = env
+            .suggest(&token, &u, Some(json!({ "emotion": "sad" })))
+            .await;
+        assert_eq!(sad.json["cached"], true);
+        assert!(
+            sad.json["greeting_agent"]["agent_id"]
+                .as_str()
+                .unwrap()
+                .contains("emotion"),
+            "{}",
+            sad.text
+        );
+        let memory = env
+            .suggest(&token, &u, Some(json!({ "memory_recall": true })))
+            .await;
+        assert!(
+            memory.json["greeting_agent"]["agent_id"]
+                .as_str()
+                .unwrap()
+                .contains("memory"),
+            "{}",
+            memory.text
+        );
+    });
+}
+
+#[test]
+fn a_catalogue_change_makes_cached_candidates_unusable_and_inactive_agents_are_never_suggested() {
+    run(async {
+        let env = isolated().await;
+        let u = user("catalogue");
+        let token = env.token(&u, "user");
+        env.suggest(&token, &u, None).await.expect(200);
+        assert_eq!(env.suggest(&token, &u, None).await.json["cached"], true);
+
+        // A heavy game agent at the stranger level: once it exists, it is
+        // suggested (weight 1000 against seed weights of 1 to 2).
+        let agent_id = format!("game-heavy-{}", &u[u.len() - 8..]);
+        let created = env
+            .create_mapping(&json!({
+                "friendship_level": "stranger", "agent_type": "game", "agent_id": agent_id,
+                "agent_name": "Heavy game", "agent_description": "test agent", "weight": 1000
+            }))
+            .await;
+        created.expect(201);
+        let id = created.json["id"].as_i64().unwrap();
+
+        let after_create = env.suggest(&token, &u, None).await;
+        assert_eq!(
+            after_create.json["cached"], false,
+            "a catalogue change is a miss"
+        );
+        let mut seen = false;
+        for _ in 0..10 {
+            seen |= agent_ids(&env.suggest(&token, &u, None).await.json).contains(&agent_id);
+        }
+        assert!(seen, "the new heavy agent is suggested");
+
+        let admin = env.token("ops", "admin");
+        let deleted = env
+            .call(
+                "DELETE",
+                &format!("/api/v1/agent-mappings/{id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        deleted.expect(200);
+        assert_eq!(deleted.json["is_active"], false);
+        for _ in 0..20 {
+            let resp = env.suggest(&token, &u, None).await;
+            resp.expect(200);
+            assert!(
+                !agent_ids(&resp.json).contains(&agent_id),
+                "an inactive agent was suggested: {}",
+                resp.text
+            );
+        }
+    });
+}

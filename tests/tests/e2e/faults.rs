@@ -1,0 +1,207 @@
+//! Nothing is lost: Redis paused and restarted, the scorer failing, and
+//! Postgres restarted, each on private servers started for the purpose.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::{conversation, isolated, run, user, Env, Resp};
+
+/// Posts an event until it is accepted, as a client honouring 503 +
+/// Retry-After would; returns its processing id.
+async fn post_until_accepted(env: &Env, token: &str, body: &Value, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let resp: Resp = env.end_conversation(token, body).await;
+        if resp.status == 202 {
+            return resp.json["processing_id"].as_str().unwrap().to_string();
+        }
+        assert_eq!(
+            resp.status, 503,
+            "only an unavailable database may refuse an event: {}",
+            resp.text
+        );
+        assert!(resp.header("retry-after").is_some());
+        assert!(
+            Instant::now() < deadline,
+            "event not accepted within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The score a conversation body adds (API.md's formula; bodies here use
+/// the neutral emotion and no memories).
+fn expected_score(bodies: &[Value]) -> f64 {
+    bodies
+        .iter()
+        .map(|b| {
+            let m = &b["metadata"];
+            m["total_turns"].as_f64().unwrap() * 0.5
+                + m["user_initiated_questions"].as_f64().unwrap() * 3.0
+        })
+        .sum()
+}
+
+async fn assert_all_processed_once(env: &Env, u: &str, bodies: &[Value]) {
+    env.wait_until_settled(u, Duration::from_secs(60)).await;
+    let statuses: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM conversation_events WHERE user_id = $1 GROUP BY status",
+    )
+    .bind(u)
+    .fetch_all(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses,
+        vec![("processed".to_string(), bodies.len() as i64)]
+    );
+    let history: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM friendship_score_history WHERE user_id = $1")
+            .bind(u)
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(history, bodies.len() as i64, "each event scored once");
+    let status = env.status(&env.token(u, "user"), u).await;
+    status.expect(200);
+    assert_eq!(
+        status.json["friendship_score"].as_f64().unwrap(),
+        expected_score(bodies)
+    );
+}
+
+#[test]
+fn events_posted_while_redis_restarts_or_pauses_all_end_processed() {
+    run(async {
+        let env = Env::private(HashMap::new()).await;
+        let u = user("redis-fault");
+        let token = env.token(&u, "user");
+        let bodies: Vec<Value> = (0..45u32)
+            .map(|i| conversation(&u, i % 7 + 1, i % 3, "neutral", 0, json!([])))
+            .collect();
+
+        for body in &bodies[..15] {
+            post_until_accepted(&env, &token, body, Duration::from_secs(30)).await;
+        }
+        env.servers.lock().await.redis.as_mut().unwrap().restart();
+        for body in &bodies[15..30] {
+            post_until_accepted(&env, &token, body, Duration::from_secs(30)).await;
+        }
+
+        // Paused: publishes hang until Redis answers again; the events are
+        // already durable, so they are scored once it does.
+        env.servers.lock().await.redis.as_ref().unwrap().pause();
+        let posting = futures::future::join_all(
+            bodies[30..]
+                .iter()
+                .map(|body| post_until_accepted(&env, &token, body, Duration::from_secs(60))),
+        );
+        let resume = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            env.servers.lock().await.redis.as_ref().unwrap().resume();
+        };
+        let (ids, ()) = tokio::join!(posting, resume);
+        assert_eq!(ids.len(), 15);
+
+        assert_all_processed_once(&env, &u, &bodies).await;
+        assert!(
+            env.scorer_restarts
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= 1,
+            "the scorer's trigger ended with its Redis connection and was restarted"
+        );
+        env.shutdown().await;
+    });
+}
+
+#[test]
+fn a_failing_scorer_retries_then_dead_letters_and_a_redrive_scores_once() {
+    run(async {
+        let env = isolated().await;
+        let u = user("poison");
+        let token = env.token(&u, "user");
+        // The fault is injected through the database: scoring this user fails.
+        sqlx::query(&format!(
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.user_id = '{u}' THEN RAISE EXCEPTION 'injected scoring failure'; END IF;
+               RETURN NEW;
+             END $$"
+        ))
+        .execute(&env.db)
+        .await
+        .unwrap();
+        sqlx::query("CREATE TRIGGER poison BEFORE INSERT ON friendship_score_history FOR EACH ROW EXECUTE FUNCTION poison()")
+            .execute(&env.db)
+            .await
+            .unwrap();
+
+        let body = conversation(&u, 10, 1, "neutral", 0, json!([]));
+        let id = post_until_accepted(&env, &token, &body, Duration::from_secs(10)).await;
+        let failed = env
+            .wait_for_event(&id, "failed", Duration::from_secs(30))
+            .await;
+        assert_eq!(failed["attempts"], 3);
+        assert!(
+            failed["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("injected scoring failure"),
+            "{failed}"
+        );
+        // Nothing of the failed attempts was applied.
+        let status = env.status(&token, &u).await;
+        assert!(
+            status.status == 404 || status.json["friendship_score"] == 0.0,
+            "{}",
+            status.text
+        );
+
+        sqlx::query("DROP TRIGGER poison ON friendship_score_history")
+            .execute(&env.db)
+            .await
+            .unwrap();
+        let redriven = env.redrive().await;
+        redriven.expect(200);
+        assert!(redriven.json["requeued"].as_i64().unwrap() >= 1);
+        let processed = env
+            .wait_for_event(&id, "processed", Duration::from_secs(15))
+            .await;
+        assert_eq!(
+            processed["attempts"], 1,
+            "a redriven event gets a fresh set of attempts"
+        );
+        assert_all_processed_once(&env, &u, &[body]).await;
+        env.shutdown().await;
+    });
+}
+
+#[test]
+fn a_postgres_restart_mid_stream_loses_nothing_and_counts_nothing_twice() {
+    run(async {
+        let env = Env::private(HashMap::new()).await;
+        let u = user("pg-fault");
+        let token = env.token(&u, "user");
+        let bodies: Vec<Value> = (0..40u32)
+            .map(|i| conversation(&u, i % 9 + 1, i % 2, "neutral", 0, json!([])))
+            .collect();
+
+        let stream = async {
+            for body in &bodies {
+                post_until_accepted(&env, &token, body, Duration::from_secs(60)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let restart = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let mut servers = env.servers.lock().await;
+            let pg = servers.postgres.as_mut().unwrap();
+            tokio::task::block_in_place(|| pg.restart());
+        };
+        tokio::join!(stream, restart);
+        assert_all_processed_once(&env, &u, &bodies).await;
+        env.shutdown().await;
+    });
+}

@@ -1,0 +1,251 @@
+//! Scoring happens asynchronously, exactly once in effect, with the exact
+//! figures of API.md's formula.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{conversation, run, shared, user};
+
+const SCORED_WITHIN: Duration = Duration::from_secs(15);
+
+#[test]
+fn a_conversation_end_is_accepted_at_once_then_scored_with_the_exact_figures() {
+    run(async {
+        let env = shared().await;
+        let u = user("score");
+        let token = env.token(&u, "user");
+        let body = conversation(
+            &u,
+            12,
+            2,
+            "happy",
+            1,
+            json!([{"name": "music", "turns": 8, "user_questions": 1}]),
+        );
+        let accepted = env.end_conversation(&token, &body).await;
+        accepted.expect(202);
+        assert_eq!(accepted.json["status"], "accepted");
+        let id = accepted.json["processing_id"].as_str().unwrap().to_string();
+        assert!(uuid::Uuid::parse_str(&id).is_ok());
+
+        let event = env.wait_for_event(&id, "processed", SCORED_WITHIN).await;
+        assert_eq!(event["attempts"], 1);
+        assert_eq!(event["user_id"], u.as_str());
+        assert!(event["processed_at"].is_string());
+
+        let status = env.status(&token, &u).await;
+        status.expect(200);
+        // 12 * 0.5 + 2 * 3 + 10 (happy) + 1 * 5
+        assert_eq!(status.json["friendship_score"], 27.0);
+        assert_eq!(status.json["friendship_level"], "stranger");
+        assert_eq!(status.json["total_turns"], 12);
+        assert_eq!(status.json["streak_day"], 1);
+        assert!(status.json["last_interaction_date"].is_string());
+        let music = &status.json["topic_metrics"]["music"];
+        // 8 * 0.5 + 1 * 3
+        assert_eq!(music["score"], 7.0);
+        assert_eq!(music["total_turns"], 8);
+        assert!(music["last_date"].is_string());
+    });
+}
+
+#[test]
+fn a_second_conversation_adds_up_and_keeps_the_streak_on_the_same_day() {
+    run(async {
+        let env = shared().await;
+        let u = user("twice");
+        let token = env.token(&u, "user");
+        for (turns, topic_turns) in [(10, 4), (6, 2)] {
+            let body = conversation(
+                &u,
+                turns,
+                0,
+                "neutral",
+                0,
+                json!([{"name": "books", "turns": topic_turns, "user_questions": 1}]),
+            );
+            let id = env.end_conversation(&token, &body).await.json["processing_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            env.wait_for_event(&id, "processed", SCORED_WITHIN).await;
+        }
+        let status = env.status(&token, &u).await.json;
+        assert_eq!(status["friendship_score"], 8.0);
+        assert_eq!(status["total_turns"], 16);
+        assert_eq!(status["streak_day"], 1);
+        assert_eq!(
+            status["topic_metrics"]["books"]["score"],
+            3.0 + 3.0 + 2.0 + 1.0
+        );
+        assert_eq!(status["topic_metrics"]["books"]["total_turns"], 6);
+    });
+}
+
+#[test]
+fn the_streak_grows_on_the_next_day_and_resets_after_a_gap() {
+    run(async {
+        let env = shared().await;
+        for (days_ago, streak_before, expected) in [(1, 3, 4), (2, 3, 1)] {
+            let u = user("streak");
+            let token = env.token(&u, "user");
+            let first = conversation(&u, 1, 0, "neutral", 0, json!([]));
+            let id = env.end_conversation(&token, &first).await.json["processing_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            env.wait_for_event(&id, "processed", SCORED_WITHIN).await;
+            sqlx::query(
+                "UPDATE friendship_status SET streak_day = $2,
+                 last_interaction_date = date_trunc('day', now()) - make_interval(days => $3) + interval '12 hours'
+                 WHERE user_id = $1",
+            )
+            .bind(&u)
+            .bind(streak_before)
+            .bind(days_ago)
+            .execute(&env.db)
+            .await
+            .unwrap();
+            let next = conversation(&u, 1, 0, "neutral", 0, json!([]));
+            let id = env.end_conversation(&token, &next).await.json["processing_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            env.wait_for_event(&id, "processed", SCORED_WITHIN).await;
+            let status = env.status(&token, &u).await.json;
+            assert_eq!(
+                status["streak_day"], expected,
+                "{days_ago} day(s) after a streak of {streak_before}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_boring_empty_conversation_never_lowers_the_score() {
+    run(async {
+        let env = shared().await;
+        let u = user("boring");
+        let token = env.token(&u, "user");
+        let id = env
+            .end_conversation(&token, &conversation(&u, 0, 0, "boring", 0, json!([])))
+            .await
+            .json["processing_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        env.wait_for_event(&id, "processed", SCORED_WITHIN).await;
+        assert_eq!(env.status(&token, &u).await.json["friendship_score"], 0.0);
+    });
+}
+
+#[test]
+fn the_same_conversation_sent_five_times_also_concurrently_is_counted_once() {
+    run(async {
+        let env = shared().await;
+        let u = user("idem");
+        let token = env.token(&u, "user");
+        let body = conversation(
+            &u,
+            20,
+            1,
+            "interesting",
+            0,
+            json!([{"name": "space", "turns": 5, "user_questions": 0}]),
+        );
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let resp = env.end_conversation(&token, &body).await;
+            resp.expect(202);
+            ids.push(resp.json["processing_id"].as_str().unwrap().to_string());
+        }
+        let concurrent =
+            futures::future::join_all((0..5).map(|_| env.end_conversation(&token, &body))).await;
+        for resp in &concurrent {
+            resp.expect(202);
+            ids.push(resp.json["processing_id"].as_str().unwrap().to_string());
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "one processing_id for one conversation");
+        env.wait_for_event(&ids[0], "processed", SCORED_WITHIN)
+            .await;
+        env.wait_until_settled(&u, SCORED_WITHIN).await;
+        let status = env.status(&token, &u).await.json;
+        // 20 * 0.5 + 3 + 15 (interesting)
+        assert_eq!(status["friendship_score"], 28.0);
+        assert_eq!(status["total_turns"], 20);
+        let history: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM friendship_score_history WHERE user_id = $1")
+                .bind(&u)
+                .fetch_one(&env.db)
+                .await
+                .unwrap();
+        assert_eq!(history, 1);
+    });
+}
+
+#[test]
+fn forty_concurrent_events_for_one_user_add_up_exactly() {
+    run(async {
+        let env = shared().await;
+        let u = user("forty");
+        let token = env.token(&u, "user");
+        let bodies: Vec<_> = (0..40u32)
+            .map(|i| {
+                let topic = ["music", "travel", "food"][(i % 3) as usize];
+                conversation(
+                    &u,
+                    i + 1,
+                    i % 4,
+                    "neutral",
+                    i % 2,
+                    json!([{"name": topic, "turns": i % 5, "user_questions": i % 2}]),
+                )
+            })
+            .collect();
+        // Each event is also sent twice, concurrently.
+        let sends = bodies
+            .iter()
+            .chain(bodies.iter())
+            .map(|b| env.end_conversation(&token, b));
+        for resp in futures::future::join_all(sends).await {
+            resp.expect(202);
+        }
+        env.wait_until_settled(&u, Duration::from_secs(60)).await;
+
+        let (mut score, mut turns) = (0.0, 0u64);
+        let mut topics: std::collections::BTreeMap<&str, (f64, u64)> = Default::default();
+        for i in 0..40u32 {
+            score += f64::from(i + 1) * 0.5 + f64::from(i % 4) * 3.0 + f64::from(i % 2) * 5.0;
+            turns += u64::from(i + 1);
+            let entry = topics
+                .entry(["music", "travel", "food"][(i % 3) as usize])
+                .or_default();
+            entry.0 += f64::from(i % 5) * 0.5 + f64::from(i % 2) * 3.0;
+            entry.1 += u64::from(i % 5);
+        }
+        let status = env.status(&token, &u).await.json;
+        assert_eq!(status["friendship_score"].as_f64().unwrap(), score);
+        assert_eq!(status["total_turns"], turns);
+        for (topic, (topic_score, topic_turns)) in topics {
+            assert_eq!(
+                status["topic_metrics"][topic]["score"].as_f64().unwrap(),
+                topic_score,
+                "{topic}"
+            );
+            assert_eq!(
+                status["topic_metrics"][topic]["total_turns"], topic_turns,
+                "{topic}"
+            );
+        }
+        let processed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM conversation_events WHERE user_id = $1 AND status = 'processed' AND attempts = 1",
+        )
+        .bind(&u)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+        assert_eq!(processed, 40);
+    });
+}

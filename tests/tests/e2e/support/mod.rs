@@ -1,0 +1,606 @@
+//! What every end-to-end test stands on: an [`Env`] (the built components run
+//! by the project's wasmtime host from `spin.toml`, exactly as deployed: the
+//! HTTP routes in one app, the scorer in another, supervised, and a doorbell
+//! ticker), typed helpers for each route, tokens, and direct database reads
+//! for assertions.
+
+pub mod servers;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use e2e::host::{App, AppConfig};
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+use servers::PrivateRedis;
+
+/// The secret the suite's tokens are signed with.
+pub const SECRET: &str = "e2e-secret-not-for-production";
+/// How often the ticker rings the scorer (scripts/scorer.sh does the same).
+pub const TICK: Duration = Duration::from_millis(300);
+
+/// The one runtime every test runs on, so the shared [`Env`] outlives tests.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// Runs a test body on the shared runtime.
+pub fn run<F: Future<Output = ()>>(test: F) {
+    runtime().block_on(test)
+}
+
+/// The environment most tests share: the shared Postgres (a fresh database)
+/// and a private Redis. Tests keep apart by using their own users.
+pub async fn shared() -> &'static Env {
+    static SHARED: tokio::sync::OnceCell<Env> = tokio::sync::OnceCell::const_new();
+    SHARED
+        .get_or_init(|| async {
+            let redis = PrivateRedis::start();
+            let db_url = fresh_database(&admin_database_url()).await;
+            Env::start(
+                db_url,
+                redis.url(),
+                HashMap::new(),
+                Servers {
+                    redis: Some(redis),
+                    postgres: None,
+                },
+            )
+            .await
+        })
+        .await
+}
+
+/// An environment of its own (a fresh database on the shared Postgres, a
+/// private Redis), for tests that change the agent catalogue: every other
+/// test's cached candidates would otherwise become misses under it.
+pub async fn isolated() -> Env {
+    let redis = PrivateRedis::start();
+    let db_url = fresh_database(&admin_database_url()).await;
+    Env::start(
+        db_url,
+        redis.url(),
+        HashMap::new(),
+        Servers {
+            redis: Some(redis),
+            postgres: None,
+        },
+    )
+    .await
+}
+
+fn admin_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// Creates a migrated and seeded database next to `admin_url`'s.
+pub async fn fresh_database(admin_url: &str) -> String {
+    let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+        .expect("connect to Postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let mut conn = migrator::connect(&url, Duration::from_secs(10))
+        .await
+        .unwrap();
+    migrator::up(&mut conn).await.unwrap();
+    migrator::seed(&mut conn).await.unwrap();
+    url
+}
+
+/// The servers an env owns (dropped with it).
+pub struct Servers {
+    pub redis: Option<PrivateRedis>,
+    pub postgres: Option<servers::PrivatePostgres>,
+}
+
+/// A running deployment of the app.
+pub struct Env {
+    pub base_url: String,
+    pub db: PgPool,
+    pub client: reqwest::Client,
+    http: tokio::sync::Mutex<Option<App>>,
+    stop: watch::Sender<bool>,
+    pub servers: tokio::sync::Mutex<Servers>,
+    pub scorer_restarts: Arc<std::sync::atomic::AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `host:port` of a URL, for the `*_host` variables of the allow-lists.
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    rest.split('/').next().unwrap().to_string()
+}
+
+impl Env {
+    /// Starts the HTTP app, the supervised scorer and the ticker, with
+    /// `extra` variables over the suite's defaults.
+    pub async fn start(
+        db_url: String,
+        redis_url: String,
+        extra: HashMap<String, String>,
+        servers: Servers,
+    ) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime_config = dir.path().join("runtime-config.toml");
+        std::fs::write(
+            &runtime_config,
+            format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{redis_url}/1\"\n"),
+        )
+        .unwrap();
+        let mut variables: HashMap<String, String> = [
+            ("db_url", db_url.clone()),
+            ("db_host", host_port(&db_url)),
+            ("redis_url", redis_url.clone()),
+            ("redis_host", host_port(&redis_url)),
+            ("jwt_secret", SECRET.to_string()),
+            ("retry_base_ms", "50".to_string()),
+            ("redrive_pending_after_seconds", "30".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        variables.extend(extra);
+        let config = AppConfig {
+            manifest: root().join("spin.toml"),
+            runtime_config: Some(runtime_config),
+            variables,
+            listen: "127.0.0.1:0".into(),
+            http: true,
+            redis_trigger: false,
+            env_variables: false,
+            ..AppConfig::default()
+        };
+        let http = App::start(config.clone())
+            .await
+            .expect("the HTTP app starts");
+        let base_url = http.base_url().to_string();
+        let (stop, stop_rx) = watch::channel(false);
+        let scorer_restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(supervise_scorer(
+            AppConfig {
+                http: false,
+                redis_trigger: true,
+                ..config
+            },
+            stop_rx.clone(),
+            scorer_restarts.clone(),
+        ));
+        tokio::spawn(ticker(redis_url.clone(), stop_rx));
+        let db = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&db_url)
+            .await
+            .unwrap();
+        Env {
+            base_url,
+            db,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(32)
+                .build()
+                .unwrap(),
+            http: tokio::sync::Mutex::new(Some(http)),
+            stop,
+            servers: tokio::sync::Mutex::new(servers),
+            scorer_restarts,
+            _dir: dir,
+        }
+    }
+
+    /// A fully private deployment: its own Postgres cluster and Redis, for
+    /// tests that stop, pause or restart them.
+    pub async fn private(extra: HashMap<String, String>) -> Env {
+        let postgres = tokio::task::spawn_blocking(servers::PrivatePostgres::start)
+            .await
+            .unwrap();
+        let redis = PrivateRedis::start();
+        let db_url = fresh_database(&postgres.url()).await;
+        let redis_url = redis.url();
+        Env::start(
+            db_url,
+            redis_url,
+            extra,
+            Servers {
+                redis: Some(redis),
+                postgres: Some(postgres),
+            },
+        )
+        .await
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Some(app) = self.http.lock().await.take() {
+            app.shutdown().await;
+        }
+        self.db.close().await;
+    }
+
+    /// A token signed with the suite's secret, valid for an hour.
+    pub fn token(&self, sub: &str, role: &str) -> String {
+        token(sub, role, SECRET, 3600)
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Resp {
+        request(&self.client, &self.base_url, method, path, token, body).await
+    }
+
+    /// Sends raw bytes with chosen headers (for malformed requests).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut request = self.client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{}", self.base_url, path),
+        );
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        Resp::read(request.body(body).send().await.expect("the app answers")).await
+    }
+
+    pub async fn end_conversation(&self, token: &str, body: &Value) -> Resp {
+        self.call("POST", "/api/v1/conversations/end", Some(token), Some(body))
+            .await
+    }
+
+    pub async fn event(&self, token: &str, processing_id: &str) -> Resp {
+        self.call(
+            "GET",
+            &format!("/api/v1/conversations/{processing_id}"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn status(&self, token: &str, user_id: &str) -> Resp {
+        self.call(
+            "POST",
+            "/api/v1/friendship/status",
+            Some(token),
+            Some(&json!({ "user_id": user_id })),
+        )
+        .await
+    }
+
+    pub async fn update(&self, token: &str, body: &Value) -> Resp {
+        self.call("POST", "/api/v1/friendship/update", Some(token), Some(body))
+            .await
+    }
+
+    pub async fn suggest(&self, token: &str, user_id: &str, context: Option<Value>) -> Resp {
+        let mut body = json!({ "user_id": user_id });
+        if let Some(context) = context {
+            body["context"] = context;
+        }
+        self.call(
+            "POST",
+            "/api/v1/activities/suggest",
+            Some(token),
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn create_mapping(&self, body: &Value) -> Resp {
+        self.call(
+            "POST",
+            "/api/v1/agent-mappings",
+            Some(&self.token("ops", "admin")),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn redrive(&self) -> Resp {
+        self.call(
+            "POST",
+            "/api/v1/admin/events/redrive",
+            Some(&self.token("ops", "admin")),
+            None,
+        )
+        .await
+    }
+
+    pub async fn cache_stats(&self) -> Resp {
+        self.call(
+            "GET",
+            "/api/v1/admin/cache/stats",
+            Some(&self.token("ops", "admin")),
+            None,
+        )
+        .await
+    }
+
+    /// Waits until an event reaches `status` (or panics after `within`).
+    pub async fn wait_for_event(
+        &self,
+        processing_id: &str,
+        status: &str,
+        within: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        let token = self.token("e2e-service", "service");
+        loop {
+            let resp = self.event(&token, processing_id).await;
+            if resp.status == 200 && resp.json["status"] == status {
+                return resp.json;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "event {processing_id} did not become {status}: last {resp:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until no event of `user_id` is pending.
+    pub async fn wait_until_settled(&self, user_id: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM conversation_events WHERE user_id = $1 AND status = 'pending'",
+            )
+            .bind(user_id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap_or(1);
+            if pending == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{pending} events of {user_id} still pending after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Keeps a scorer running as scripts/scorer.sh does: started again whenever
+/// its Redis trigger ends (or could not start).
+async fn supervise_scorer(
+    config: AppConfig,
+    mut stop: watch::Receiver<bool>,
+    restarts: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match App::start(config.clone()).await {
+            Ok(app) => {
+                tokio::select! {
+                    _ = app.redis_trigger_finished() => {
+                        app.shutdown().await;
+                        restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                        app.shutdown().await;
+                        return;
+                    }
+                }
+            }
+            Err(_) => tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            },
+        }
+    }
+}
+
+/// Rings the scorer's doorbell every [`TICK`] (scripts/scorer.sh's ticker).
+async fn ticker(redis_url: String, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+        let publish = async {
+            let client = redis::Client::open(redis_url.as_str()).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PUBLISH")
+                .arg("conversation-events")
+                .arg(r#"{"kind":"tick"}"#)
+                .query_async::<i64>(&mut conn)
+                .await
+                .ok()
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), publish).await;
+    }
+}
+
+/// Sends a JSON request to an app at `base`.
+pub async fn request(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Resp {
+    let mut request = client.request(
+        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+        format!("{base}{path}"),
+    );
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    Resp::read(request.send().await.expect("the app answers")).await
+}
+
+/// Signs a token.
+pub fn token(sub: &str, role: &str, secret: &str, ttl: i64) -> String {
+    let exp = chrono::Utc::now().timestamp() + ttl;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "sub": sub, "role": role, "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A user id no other test uses.
+pub fn user(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A conversation-end body.
+pub fn conversation(
+    user_id: &str,
+    turns: u32,
+    questions: u32,
+    emotion: &str,
+    memories: u32,
+    topics: Value,
+) -> Value {
+    json!({
+        "user_id": user_id,
+        "conversation_id": format!("c-{}", uuid::Uuid::new_v4().simple()),
+        "metadata": {
+            "total_turns": turns,
+            "user_initiated_questions": questions,
+            "emotion": emotion,
+            "new_memories_count": memories,
+            "topics": topics,
+        }
+    })
+}
+
+/// An answer as the tests see it.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    async fn read(response: reqwest::Response) -> Resp {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status, and for non-2xx the error schema of API.md with
+    /// the request id of the header.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        let request_id = self
+            .header("x-request-id")
+            .expect("every response carries x-request-id");
+        assert!(!request_id.is_empty());
+        if status >= 300 {
+            assert_error_schema(self);
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) -> &Self {
+        self.expect(status);
+        assert_eq!(self.json["error"], code, "error code; body: {}", self.text);
+        self
+    }
+}
+
+/// The error body of API.md: fields, types, request id equal to the header.
+#[track_caller]
+pub fn assert_error_schema(resp: &Resp) {
+    let body = resp
+        .json
+        .as_object()
+        .unwrap_or_else(|| panic!("error body is not a JSON object: {:?}", resp.text));
+    for field in ["error", "message", "timestamp", "request_id"] {
+        assert!(
+            body.get(field).is_some_and(Value::is_string),
+            "error body lacks string `{field}`: {}",
+            resp.text
+        );
+    }
+    assert!(
+        body.get("details")
+            .is_some_and(|d| d.is_object() || d.is_null()),
+        "details: {}",
+        resp.text
+    );
+    assert_eq!(
+        Some(body["request_id"].as_str().unwrap()),
+        resp.header("x-request-id"),
+        "request_id = header"
+    );
+    assert!(chrono::DateTime::parse_from_rfc3339(body["timestamp"].as_str().unwrap()).is_ok());
+}
