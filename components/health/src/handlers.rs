@@ -4,7 +4,9 @@ use std::time::Instant;
 
 use friendship_edge::db::Db;
 use friendship_edge::http::rfc3339;
-use friendship_edge::{doorbell, ApiError, Ctx, Reply};
+use friendship_edge::{config, doorbell, ApiError, Ctx, Reply};
+
+use crate::probe;
 use friendship_queries::health::PROBE;
 use serde_json::{json, Value};
 use spin_sdk::key_value::Store;
@@ -31,13 +33,18 @@ fn probe(check: impl FnOnce() -> Result<(), String>) -> (bool, Value) {
 }
 
 fn database() -> Result<(), String> {
+    probe::postgres(&config::text("db_host").map_err(|e| e.to_string())?)?;
     let db = Db::open().map_err(|e| e.public_message())?;
     db.query(PROBE, &[])
         .map(|_| ())
         .map_err(|e| e.public_message())
 }
 
+/// The key-value store's own server is not known to the component (it is in
+/// the runtime config); the deployments back it with the Redis of
+/// `redis_host`, whose probe bounds this check too.
 fn cache() -> Result<(), String> {
+    probe::redis(&config::text("redis_host").map_err(|e| e.to_string())?)?;
     let store = Store::open_default().map_err(|e| format!("key-value store unavailable: {e}"))?;
     store
         .exists("health:probe")
@@ -46,6 +53,7 @@ fn cache() -> Result<(), String> {
 }
 
 fn queue() -> Result<(), String> {
+    probe::redis(&config::text("redis_host").map_err(|e| e.to_string())?)?;
     let redis = doorbell::open().map_err(|e| e.public_message())?;
     match redis.execute("PING", &[]) {
         Ok(results)

@@ -1,9 +1,11 @@
 //! Health and the API description: `GET /health` (public; checks every
 //! dependency), `GET /health/live` (public; the process answers), `GET
 //! /openapi.json`, and the error-schema 404 for every path no other component
-//! serves. Handlers live in [`handlers`].
+//! serves. Handlers live in [`handlers`]; the bounded TCP probes that keep
+//! `/health` within its time budget in [`probe`].
 
 mod handlers;
+mod probe;
 
 use friendship_edge::{serve, Route};
 use spin_sdk::http::{Method, Request, Response};

@@ -60,10 +60,13 @@ pub fn handle_message(payload: &[u8]) -> Result<(), ApiError> {
         match score_next(&db, &policy)? {
             Some(()) => scored += 1,
             None => {
-                log::event(
-                    "scorer_wake",
-                    serde_json::json!({ "doorbell": doorbell, "scored": scored, "ms": started.elapsed().as_millis() as u64 }),
-                );
+                // Idle ticks are the common case; only a wake that did work is worth a line.
+                if scored > 0 {
+                    log::event(
+                        "scorer_wake",
+                        serde_json::json!({ "doorbell": doorbell, "scored": scored, "ms": started.elapsed().as_millis() as u64 }),
+                    );
+                }
                 return Ok(());
             }
         }

@@ -119,12 +119,24 @@ pub struct InstanceState {
 impl InstanceState {
     /// Fresh state for one instance: stdout/stderr inherited (components log
     /// JSON lines to stdout), the component's environment, default clocks and
-    /// randomness, no files, no arguments.
+    /// randomness, TCP connects to allowed hosts only, no files, no arguments.
     pub fn new(component: Arc<ComponentContext>, shared: Arc<SharedServices>) -> Self {
+        // WASI sockets: as Spin, a TCP connect must match a `tcp://` entry of
+        // the component's `allowed_outbound_hosts`; binds and UDP are refused.
+        let allowed = Arc::new(component.allowed_hosts.clone());
         let wasi = WasiCtx::builder()
             .inherit_stdout()
             .inherit_stderr()
             .envs(&component.environment)
+            .inherit_network()
+            .allow_ip_name_lookup(true)
+            .socket_addr_check(move |addr, usage| {
+                let allowed = allowed.clone();
+                Box::pin(async move {
+                    matches!(usage, wasmtime_wasi::sockets::SocketAddrUse::TcpConnect)
+                        && allowed.allows("tcp", &addr.ip().to_string(), Some(addr.port()))
+                })
+            })
             .build();
         Self {
             wasi,

@@ -205,3 +205,44 @@ fn a_postgres_restart_mid_stream_loses_nothing_and_counts_nothing_twice() {
         env.shutdown().await;
     });
 }
+
+#[test]
+fn health_answers_within_five_seconds_when_a_dependency_hangs() {
+    run(async {
+        let env = Env::private(HashMap::new()).await;
+        let health = || async {
+            let started = Instant::now();
+            let resp = tokio::time::timeout(
+                Duration::from_secs(10),
+                env.call("GET", "/health", None, None),
+            )
+            .await
+            .expect("/health answered");
+            (resp, started.elapsed())
+        };
+        let (ok, _) = health().await;
+        ok.expect(200);
+
+        env.servers.lock().await.redis.as_ref().unwrap().pause();
+        let (frozen_redis, took) = health().await;
+        env.servers.lock().await.redis.as_ref().unwrap().resume();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        frozen_redis.expect_error(503, "service_unavailable");
+        assert_eq!(frozen_redis.json["components"]["queue"]["status"], "down");
+        assert_eq!(frozen_redis.json["components"]["database"]["status"], "up");
+
+        env.servers.lock().await.postgres.as_ref().unwrap().pause();
+        let (frozen_postgres, took) = health().await;
+        env.servers.lock().await.postgres.as_ref().unwrap().resume();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        frozen_postgres.expect_error(503, "service_unavailable");
+        assert_eq!(
+            frozen_postgres.json["components"]["database"]["status"],
+            "down"
+        );
+
+        let (recovered, _) = health().await;
+        recovered.expect(200);
+        env.shutdown().await;
+    });
+}

@@ -23,6 +23,8 @@ use servers::PrivateRedis;
 
 /// The secret the suite's tokens are signed with.
 pub const SECRET: &str = "e2e-secret-not-for-production";
+/// Scorer processes per environment.
+pub const SCORERS: usize = 2;
 /// How often the ticker rings the scorer (scripts/scorer.sh does the same).
 pub const TICK: Duration = Duration::from_millis(300);
 
@@ -188,15 +190,20 @@ impl Env {
         let base_url = http.base_url().to_string();
         let (stop, stop_rx) = watch::channel(false);
         let scorer_restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        tokio::spawn(supervise_scorer(
-            AppConfig {
-                http: false,
-                redis_trigger: true,
-                ..config
-            },
-            stop_rx.clone(),
-            scorer_restarts.clone(),
-        ));
+        // Two scorer processes, as two replicas of the deployment would run:
+        // each receives every doorbell, so events are claimed concurrently.
+        let scorer = AppConfig {
+            http: false,
+            redis_trigger: true,
+            ..config
+        };
+        for _ in 0..SCORERS {
+            tokio::spawn(supervise_scorer(
+                scorer.clone(),
+                stop_rx.clone(),
+                scorer_restarts.clone(),
+            ));
+        }
         tokio::spawn(ticker(redis_url.clone(), stop_rx));
         let db = PgPoolOptions::new()
             .max_connections(8)

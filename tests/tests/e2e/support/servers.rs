@@ -257,6 +257,45 @@ impl PrivatePostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Every process of the cluster: the postmaster and its children.
+    fn pids(&self) -> Vec<u32> {
+        let pid_file = std::fs::read_to_string(self.dir.path().join("data").join("postmaster.pid"))
+            .unwrap_or_default();
+        let Some(main) = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+        else {
+            return Vec::new();
+        };
+        let children = Command::new("pgrep")
+            .args(["-P", &main.to_string()])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let mut pids = vec![main];
+        pids.extend(
+            String::from_utf8_lossy(&children)
+                .lines()
+                .filter_map(|l| l.trim().parse::<u32>().ok()),
+        );
+        pids
+    }
+
+    /// Freezes every process of the cluster (SIGSTOP): connections stay
+    /// open, nothing answers, new connections are never served.
+    pub fn pause(&self) {
+        for pid in self.pids() {
+            signal(pid, libc::SIGSTOP);
+        }
+    }
+
+    pub fn resume(&self) {
+        for pid in self.pids() {
+            signal(pid, libc::SIGCONT);
+        }
+    }
+
     /// Stops the server at once, dropping every connection (a crash, as far
     /// as clients can tell).
     pub fn stop(&mut self) {
