@@ -197,12 +197,21 @@ impl Env {
             redis_trigger: true,
             ..config
         };
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         for _ in 0..SCORERS {
             tokio::spawn(supervise_scorer(
                 scorer.clone(),
                 stop_rx.clone(),
                 scorer_restarts.clone(),
+                started_tx.clone(),
             ));
+        }
+        // Ready when every scorer is subscribed, as a deployment is once its
+        // scorer processes are up.
+        for _ in 0..SCORERS {
+            tokio::time::timeout(Duration::from_secs(60), started.recv())
+                .await
+                .expect("the scorers start");
         }
         tokio::spawn(ticker(redis_url.clone(), stop_rx));
         let db = PgPoolOptions::new()
@@ -418,6 +427,7 @@ async fn supervise_scorer(
     config: AppConfig,
     mut stop: watch::Receiver<bool>,
     restarts: Arc<std::sync::atomic::AtomicUsize>,
+    started: tokio::sync::mpsc::UnboundedSender<()>,
 ) {
     loop {
         if *stop.borrow() {
@@ -425,10 +435,11 @@ async fn supervise_scorer(
         }
         match App::start(config.clone()).await {
             Ok(app) => {
+                let _ = started.send(());
                 tokio::select! {
                     _ = app.redis_trigger_finished() => {
-                        app.shutdown().await;
                         restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        app.shutdown().await;
                     }
                     _ = async { let _ = stop.wait_for(|s| *s).await; } => {
                         app.shutdown().await;
