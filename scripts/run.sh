@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the service on this machine, from a fresh clone:
 #   1. Postgres and Redis: the ones in DATABASE_URL / REDIS_URL or on their
-#      default ports, else private throwaway servers (installed when missing);
+#      default ports (there, in a database `friendship`), else private
+#      throwaway servers (installed when missing);
 #   2. the schema (`migrator up`) and the agent catalogue (`migrator seed`);
 #   3. the Spin components (`spin build`, or the same cargo build);
 #   4. the scorer as its own supervised process (restarted whenever its Redis
@@ -20,7 +21,15 @@ root=$PWD
 
 # shellcheck source=scripts/services.sh
 . scripts/services.sh
+given_database_url=${DATABASE_URL:-}
 ensure_services
+if [[ -z "$given_database_url" ]]; then
+    # Not told where: a database of its own on the server found or started.
+    if ! psql "$DATABASE_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'friendship'" | grep -q 1; then
+        psql "$DATABASE_URL" -qc "CREATE DATABASE friendship"
+    fi
+    export DATABASE_URL="${DATABASE_URL%/*}/friendship"
+fi
 
 pids=()
 cleanup() {

@@ -11,6 +11,9 @@ use crate::error::ApiError;
 /// An open connection (pooled by Spin from 3.4 on).
 pub struct Db {
     conn: Connection,
+    /// No transaction of ours has run on this connection yet: it may come
+    /// from the pool still inside one left by a crashed instance.
+    fresh: std::cell::Cell<bool>,
 }
 
 impl Db {
@@ -18,7 +21,10 @@ impl Db {
     pub fn open() -> Result<Db, ApiError> {
         let url = config::db_url()?;
         let conn = Connection::open(&url).map_err(map_error)?;
-        Ok(Db { conn })
+        Ok(Db {
+            conn,
+            fresh: std::cell::Cell::new(true),
+        })
     }
 
     pub fn query(&self, statement: &str, params: &[ParameterValue]) -> Result<Rows, ApiError> {
@@ -32,6 +38,27 @@ impl Db {
         self.conn.execute(statement, params).map_err(map_error)
     }
 
+    /// Before this connection's first write: a connection can come back from
+    /// Spin's pool still inside a transaction that a crashed instance left
+    /// open, and a write made inside it would never commit. The check is a
+    /// read that warns nothing (`ROLLBACK` outside a transaction would log a
+    /// warning on the server for every request).
+    pub fn reset_if_stale(&self) -> Result<(), ApiError> {
+        if !self.fresh.replace(false) {
+            return Ok(());
+        }
+        let rows = self.query(friendship_queries::session::CLEAN, &[])?;
+        let clean: bool = rows
+            .first()
+            .map(|row| row.get("clean"))
+            .transpose()?
+            .unwrap_or(true);
+        if !clean {
+            self.execute("ROLLBACK", &[])?;
+        }
+        Ok(())
+    }
+
     /// Runs `work` in a transaction that is always finished explicitly: a
     /// pooled connection must never go back to the pool inside one. A stale
     /// transaction left by a crashed instance is rolled back first.
@@ -39,7 +66,7 @@ impl Db {
         &self,
         work: impl FnOnce(&Db) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.execute("ROLLBACK", &[])?;
+        self.reset_if_stale()?;
         self.execute("BEGIN", &[])?;
         match work(self) {
             Ok(value) => {

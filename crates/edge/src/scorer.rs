@@ -54,6 +54,15 @@ pub fn handle_message(payload: &[u8]) -> Result<(), ApiError> {
     })?;
     let policy = RetryPolicy::load()?;
     let db = Db::open()?;
+    let due: bool = db
+        .query(events::ANY_DUE, &[])?
+        .first()
+        .map(|row| row.get("due"))
+        .transpose()?
+        .unwrap_or(false);
+    if !due {
+        return Ok(());
+    }
     let started = Instant::now();
     let mut scored = 0usize;
     while scored < MAX_EVENTS_PER_WAKE && started.elapsed() < MAX_WAKE_DURATION {

@@ -46,6 +46,7 @@ pub struct Recorded {
 /// Records an event durably, once per conversation id. A repeat with the same
 /// user and payload answers the original id; anything else is a conflict.
 pub fn record_event(db: &Db, event: &ConversationEnd) -> Result<Recorded, ApiError> {
+    db.reset_if_stale()?;
     let payload = serde_json::to_string(&event.metadata)
         .map_err(|e| ApiError::Internal(format!("serialising an event: {e}")))?;
     let conversation_id = event.conversation_id.as_str().to_owned();
@@ -115,6 +116,7 @@ pub fn get_event(db: &Db, processing_id: Uuid) -> Result<Option<EventView>, ApiE
 
 /// Requeues failed events and pending ones older than `older_than_seconds`.
 pub fn redrive(db: &Db, older_than_seconds: f64) -> Result<usize, ApiError> {
+    db.reset_if_stale()?;
     Ok(db
         .query(events::REDRIVE, &[P::Floating64(older_than_seconds)])?
         .len())
@@ -390,6 +392,7 @@ pub fn get_mapping(db: &Db, id: i64) -> Result<Option<Mapping>, ApiError> {
 }
 
 pub fn insert_mapping(db: &Db, fields: &MappingFields) -> Result<Mapping, ApiError> {
+    db.reset_if_stale()?;
     let rows = db
         .query(mappings::INSERT, &fields.params())
         .map_err(duplicate_mapping)?;
@@ -404,6 +407,7 @@ pub fn replace_mapping(
     id: i64,
     fields: &MappingFields,
 ) -> Result<Option<Mapping>, ApiError> {
+    db.reset_if_stale()?;
     let mut params = fields.params();
     params.push(P::Int64(id));
     let rows = db
@@ -413,6 +417,7 @@ pub fn replace_mapping(
 }
 
 pub fn deactivate_mapping(db: &Db, id: i64) -> Result<Option<Mapping>, ApiError> {
+    db.reset_if_stale()?;
     db.query(mappings::DEACTIVATE, &[P::Int64(id)])?
         .first()
         .map(|row| mapping_of(&row))

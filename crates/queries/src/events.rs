@@ -38,6 +38,15 @@ SELECT processing_id, conversation_id, user_id, status, attempts, last_error,
 FROM conversation_events
 WHERE processing_id = $1";
 
+/// Whether any event is due, without locking anything: an idle wake-up of
+/// the scorer costs this one round trip and no transaction.
+///
+/// No parameters. Returns `due` bool.
+pub const ANY_DUE: &str = "\
+SELECT EXISTS (
+    SELECT 1 FROM conversation_events WHERE status = 'pending' AND next_attempt_at <= now()
+) AS due";
+
 /// Claims the oldest due event, inside the scorer's transaction.
 ///
 /// No parameters. Returns `processing_id` uuid, `user_id` text, `payload`

@@ -17,9 +17,10 @@
 //!
 //! Modules: [`events`] (the durable conversation-event record), [`friendship`]
 //! (status and its atomic changes), [`mappings`] (the agent catalogue),
-//! [`health`].
+//! [`health`], [`session`] (a pooled connection's transaction state).
 
 pub mod events;
 pub mod friendship;
 pub mod health;
 pub mod mappings;
+pub mod session;

@@ -196,8 +196,11 @@ impl App {
         }
 
         let router = Router::build(&manifest.trigger.http)?;
+        // As `spin up`: the HTTP trigger runs (and listens) only when the app,
+        // after `--component-id` filtering, has HTTP triggers.
+        let serve_http = config.http && !manifest.trigger.http.is_empty();
         let mut needed: Vec<String> = Vec::new();
-        if config.http {
+        if serve_http {
             needed.extend(router.routes().iter().map(|r| r.component.clone()));
         }
         if config.redis_trigger {
@@ -298,13 +301,13 @@ impl App {
             }));
         }
 
-        let routes = if config.http {
+        let routes = if serve_http {
             router.routes().to_vec()
         } else {
             Vec::new()
         };
         let mut local_addr = None;
-        if config.http {
+        if serve_http {
             let listener = tokio::net::TcpListener::bind(&config.listen)
                 .await
                 .map_err(|source| HostError::Listen {

@@ -12,5 +12,6 @@ mod friendship;
 mod health;
 mod levels;
 mod mappings;
+mod session;
 mod support;
 mod types;

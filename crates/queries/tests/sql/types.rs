@@ -10,7 +10,7 @@
 //! query fails, even for NULL) nor a plain `json` one; every result column must be one
 //! of the types the components decode.
 
-use friendship_queries::{events, friendship, health, mappings};
+use friendship_queries::{events, friendship, health, mappings, session};
 use sqlx::{Column, Either, Executor, Statement, TypeInfo};
 
 use crate::support::with_migrated_db;
@@ -116,6 +116,18 @@ const SIGNATURES: &[Signature] = &[
             ("accepted_at", "TIMESTAMP"),
             ("processed_at", "TIMESTAMP"),
         ],
+    },
+    Signature {
+        name: "session::CLEAN",
+        sql: session::CLEAN,
+        parameters: &[],
+        columns: &[("clean", "BOOL")],
+    },
+    Signature {
+        name: "events::ANY_DUE",
+        sql: events::ANY_DUE,
+        parameters: &[],
+        columns: &[("due", "BOOL")],
     },
     Signature {
         name: "events::CLAIM_DUE_EVENT",
@@ -318,7 +330,7 @@ fn no_statement_returns_a_timestamptz_or_json_column() {
             }
         }
         assert_eq!(
-            returning, 19,
+            returning, 21,
             "every SELECT and RETURNING statement was checked"
         );
     });
@@ -331,6 +343,7 @@ fn every_constant_of_the_crate_has_a_signature() {
         ("friendship", include_str!("../../src/friendship.rs")),
         ("health", include_str!("../../src/health.rs")),
         ("mappings", include_str!("../../src/mappings.rs")),
+        ("session", include_str!("../../src/session.rs")),
     ];
     let mut constants: Vec<String> = sources
         .iter()
