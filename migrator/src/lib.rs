@@ -4,12 +4,15 @@
 //! - [`schema`]: connecting, and `up` / `down` / `status` over those migrations.
 //! - [`mod@seed`]: the default agent catalogue as data, and its idempotent insertion.
 //! - [`error`]: the one error type, whose messages are single lines without secrets.
+//! - [`testing`]: test support only, a fresh database per test for the database tests
+//!   of this crate and of `friendship-queries`.
 //!
 //! `main.rs` is a thin clap front end over these; tests drive the same functions.
 
 pub mod error;
 pub mod schema;
 pub mod seed;
+pub mod testing;
 
 pub use error::MigratorError;
 pub use schema::{connect, down, status, up, DownCount, MigrationState, MigrationStatus};

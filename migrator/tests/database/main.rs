@@ -1,5 +1,5 @@
-//! Database tests of the migrator against a real Postgres: each test gets a fresh,
-//! empty database (see `support`) and drives either the library or the built binary.
+//! Database tests of the migrator against a real Postgres: each test gets a fresh, empty
+//! database (see `migrator::testing`) and drives either the library or the built binary.
 
 mod cli;
 mod constraints;

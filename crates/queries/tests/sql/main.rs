@@ -1,6 +1,6 @@
 //! Native database tests of `friendship-queries`: the very constants the Spin components
 //! run, executed with sqlx against a real, freshly migrated Postgres (one database per
-//! test, see `support`), bound with the Postgres types the components bind.
+//! test, see `migrator::testing`), bound with the Postgres types the components bind.
 //!
 //! Modules: `types` (inferred parameter and result types of every statement), `events`,
 //! `friendship`, `concurrency`, `levels` (the generated level against the domain rule),
