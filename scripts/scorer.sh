@@ -5,6 +5,8 @@
 # never go down with it. A ticker rings the scorer's doorbell every
 # TICK_SECONDS (default 2) so that retries come due and events whose
 # notification was lost are scored without waiting for new traffic.
+# SCORERS (default 2) processes run side by side: each receives every
+# doorbell, and `FOR UPDATE SKIP LOCKED` has them share the due events.
 #
 #   bash scripts/scorer.sh RUNTIME_CONFIG RUNNER...   (RUNNER: `spin up` or the wasmtime host)
 # Needs SPIN_VARIABLE_REDIS_URL and the other variables in the environment.
@@ -14,6 +16,7 @@ shift
 runner=("$@")
 channel=${SPIN_VARIABLE_EVENTS_CHANNEL:-conversation-events}
 tick_seconds=${TICK_SECONDS:-2}
+scorers=${SCORERS:-2}
 
 ticker() {
     while true; do
@@ -21,17 +24,30 @@ ticker() {
         redis-cli -u "$SPIN_VARIABLE_REDIS_URL" PUBLISH "$channel" '{"kind":"tick"}' >/dev/null 2>&1 || true
     done
 }
-if ! command -v redis-cli >/dev/null; then
-    echo "scorer: redis-cli not found (Debian package redis-tools): no ticker; retries wait for new events or a redrive" >&2
-else
-    ticker &
-    ticker_pid=$!
-    trap 'kill $ticker_pid 2>/dev/null || true' EXIT
-fi
 
-while true; do
-    status=0
-    "${runner[@]}" --runtime-config-file "$runtime_config" --component-id scorer || status=$?
-    echo "scorer: exited with status $status; restarting in 1 s" >&2
-    sleep 1
+# One scorer process, started again whenever it exits; stopping the loop
+# stops its process too.
+supervise() {
+    local child=""
+    trap '[[ -n "$child" ]] && kill "$child" 2>/dev/null; exit 0' TERM INT
+    while true; do
+        "${runner[@]}" --runtime-config-file "$runtime_config" --component-id scorer &
+        child=$!
+        status=0
+        wait "$child" || status=$?
+        echo "scorer $1: exited with status $status; restarting in 1 s" >&2
+        sleep 1
+    done
+}
+
+trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT
+trap 'exit 0' TERM INT
+if command -v redis-cli >/dev/null; then
+    ticker &
+else
+    echo "scorer: redis-cli not found (Debian package redis-tools): no ticker; retries wait for new events or a redrive" >&2
+fi
+for n in $(seq 1 "$scorers"); do
+    supervise "$n" &
 done
+wait
