@@ -392,6 +392,9 @@ async fn app_with(db_url: &str, redis_url: &str) -> App {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    tokio::task::spawn_blocking(crate::support::ensure_components)
+        .await
+        .unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -455,6 +458,51 @@ fn a_database_that_is_down_is_503_with_retry_after_and_health_says_so_in_time() 
         assert_eq!(health.json["components"]["database"]["status"], "down");
         assert_eq!(health.json["components"]["queue"]["status"], "up");
         assert!(health.header("retry-after").is_some());
+        app.shutdown().await;
+    });
+}
+
+#[test]
+fn a_database_that_does_not_answer_in_time_is_504() {
+    run(async {
+        let env = shared().await;
+        let u = user("slow");
+        let service = env.token("ai-scorer", "service");
+        env.update(
+            &service,
+            &json!({"user_id": u, "friendship_score_change": 1}),
+        )
+        .await
+        .expect(200);
+
+        // The user's row is locked elsewhere; this app's statements give up after 300 ms.
+        let mut holder = env.db.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM friendship_status WHERE user_id = $1 FOR UPDATE")
+            .bind(&u)
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let redis = servers::PrivateRedis::start();
+        let impatient = format!("{}?options=-c%20statement_timeout%3D300", env.db_url);
+        let app = app_with(&impatient, &redis.url()).await;
+        let resp = call(
+            app.base_url(),
+            "POST",
+            "/api/v1/friendship/update",
+            Some(&token("svc", "service", SECRET, 60)),
+            Some(&json!({"user_id": u, "friendship_score_change": 5})),
+        )
+        .await;
+        holder.rollback().await.unwrap();
+        resp.expect_error(504, "timeout");
+        let score: f64 = sqlx::query_scalar(
+            "SELECT friendship_score::float8 FROM friendship_status WHERE user_id = $1",
+        )
+        .bind(&u)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+        assert_eq!(score, 1.0, "the timed-out update changed nothing");
         app.shutdown().await;
     });
 }

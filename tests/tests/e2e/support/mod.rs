@@ -123,12 +123,46 @@ pub struct Servers {
 pub struct Env {
     pub base_url: String,
     pub db: PgPool,
+    /// The database the components use (for tests that start an app beside).
+    pub db_url: String,
     pub client: reqwest::Client,
     http: tokio::sync::Mutex<Option<App>>,
     stop: watch::Sender<bool>,
     pub servers: tokio::sync::Mutex<Servers>,
     pub scorer_restarts: Arc<std::sync::atomic::AtomicUsize>,
     _dir: tempfile::TempDir,
+}
+
+/// Builds the Spin components for wasm32-wasip2 into `<root>/target`, where
+/// `spin.toml` finds them, once per test run: a plain `cargo test` then
+/// always runs the components of the sources it was given (cargo rebuilds
+/// only what changed).
+pub fn ensure_components() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = std::process::Command::new(cargo);
+        command
+            .current_dir(&root)
+            .args([
+                "build",
+                "--locked",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
+            .arg(root.join("target"));
+        for entry in std::fs::read_dir(root.join("components")).unwrap() {
+            command.arg("-p").arg(entry.unwrap().file_name());
+        }
+        let status = command.status().expect("cargo runs");
+        assert!(
+            status.success(),
+            "building the components failed (is the wasm32-wasip2 target installed?)"
+        );
+    });
 }
 
 fn root() -> PathBuf {
@@ -154,6 +188,9 @@ impl Env {
         extra: HashMap<String, String>,
         servers: Servers,
     ) -> Env {
+        tokio::task::spawn_blocking(ensure_components)
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let runtime_config = dir.path().join("runtime-config.toml");
         std::fs::write(
@@ -222,6 +259,7 @@ impl Env {
         Env {
             base_url,
             db,
+            db_url,
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(32)
                 .build()
