@@ -11,23 +11,23 @@ use crate::support::{
     conversation, host_port, isolated, run, servers, shared, token, user, Resp, SECRET,
 };
 
+/// Posts raw bytes as JSON to the status route.
+async fn post_status_bytes(env: &crate::support::Env, token: &str, body: Vec<u8>) -> Resp {
+    let headers = [
+        ("authorization", format!("Bearer {token}")),
+        ("content-type", "application/json".to_string()),
+    ];
+    env.raw("POST", "/api/v1/friendship/status", &headers, body)
+        .await
+}
+
 #[test]
 fn malformed_json_is_invalid_json() {
     run(async {
         let env = shared().await;
         let t = env.token("svc", "service");
         for body in [&b"{"[..], b"", b"not json", b"{\"user_id\": }", b"[1,2"] {
-            let resp = env
-                .raw(
-                    "POST",
-                    "/api/v1/friendship/status",
-                    &[
-                        ("authorization", format!("Bearer {t}")),
-                        ("content-type", "application/json".into()),
-                    ],
-                    body.to_vec(),
-                )
-                .await;
+            let resp = post_status_bytes(env, &t, body.to_vec()).await;
             resp.expect_error(400, "invalid_json");
         }
     });
@@ -309,17 +309,7 @@ fn a_body_over_64_kib_is_too_large_and_a_non_json_body_is_unsupported() {
         let env = shared().await;
         let t = env.token("svc", "service");
         let big = format!("{{\"user_id\": \"{}\"}}", "x".repeat(70 * 1024));
-        let resp = env
-            .raw(
-                "POST",
-                "/api/v1/friendship/status",
-                &[
-                    ("authorization", format!("Bearer {t}")),
-                    ("content-type", "application/json".into()),
-                ],
-                big.into_bytes(),
-            )
-            .await;
+        let resp = post_status_bytes(env, &t, big.into_bytes()).await;
         resp.expect_error(413, "payload_too_large");
         for content_type in [
             None,

@@ -49,22 +49,7 @@ pub fn run<F: Future<Output = ()>>(test: F) {
 /// and a private Redis. Tests keep apart by using their own users.
 pub async fn shared() -> &'static Env {
     static SHARED: tokio::sync::OnceCell<Env> = tokio::sync::OnceCell::const_new();
-    SHARED
-        .get_or_init(|| async {
-            let redis = PrivateRedis::start();
-            let db_url = fresh_database(&admin_database_url()).await;
-            Env::start(
-                db_url,
-                redis.url(),
-                HashMap::new(),
-                Servers {
-                    redis: Some(redis),
-                    postgres: None,
-                },
-            )
-            .await
-        })
-        .await
+    SHARED.get_or_init(isolated).await
 }
 
 /// An environment of its own (a fresh database on the shared Postgres, a
