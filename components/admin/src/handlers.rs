@@ -31,6 +31,18 @@ pub fn redrive_events(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 #[serde(deny_unknown_fields)]
 struct EmptyBody {}
 
+/// `GET /api/v1/admin/rejected-messages?limit=&offset=`: Redis messages the
+/// scorer could not accept, newest first.
+pub fn list_rejected_messages(ctx: &mut Ctx) -> Result<Reply, ApiError> {
+    ctx.authenticate_as(&[Role::Admin])?;
+    let page = ctx.page()?;
+    let db = Db::open()?;
+    let (items, total) = store::list_rejected(&db, page.limit, page.offset)?;
+    Reply::ok(
+        &json!({ "items": items, "total": total, "limit": page.limit, "offset": page.offset }),
+    )
+}
+
 /// `GET /api/v1/admin/cache/stats`.
 pub fn cache_stats(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     ctx.authenticate_as(&[Role::Admin])?;

@@ -1,4 +1,5 @@
-//! Admin operations: redriving events, and the cache's hit and miss counts.
+//! Admin operations: redriving events, the Redis messages the scorer
+//! rejected, and the cache's hit and miss counts.
 //! Handlers live in [`handlers`].
 
 mod handlers;
@@ -13,6 +14,12 @@ const ROUTES: &[Route] = &[
         "/api/v1/admin/events/redrive",
         "redrive_events",
         handlers::redrive_events,
+    ),
+    Route::new(
+        Method::Get,
+        "/api/v1/admin/rejected-messages",
+        "list_rejected_messages",
+        handlers::list_rejected_messages,
     ),
     Route::new(
         Method::Get,

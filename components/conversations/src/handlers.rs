@@ -15,14 +15,7 @@ pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     principal.may_act_for(event.user_id.as_str())?;
 
     let db = Db::open()?;
-    let recorded = store::record_event(&db, &event).map_err(|e| match e {
-        ApiError::Internal(detail) => ApiError::Unavailable {
-            dependency: "database",
-            detail,
-            retry_after: 1,
-        },
-        other => other,
-    })?;
+    let recorded = store::record_event(&db, &event)?;
     if let Err(e) = doorbell::ring(&Doorbell::Recorded {
         processing_id: recorded.processing_id.to_string(),
     }) {

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use friendship_domain::{validate_score_change, TopicName, TopicUpdate, UserId};
 use friendship_edge::auth::Role;
-use friendship_edge::cache::Cache;
+use friendship_edge::cache;
 use friendship_edge::db::Db;
-use friendship_edge::{log, store, ApiError, Ctx, Reply};
+use friendship_edge::{store, ApiError, Ctx, Reply};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -67,17 +67,8 @@ pub fn update_friendship(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let db = Db::open()?;
     let changed =
         store::apply_service_update(&db, &user_id, request.friendship_score_change, &topics)?;
+    cache::after_change(&changed, store::Cause::ServiceUpdate);
     let level_changed = changed.level_changed();
-    if level_changed {
-        log::level_transition(
-            &user_id,
-            changed.previous_level.as_str(),
-            changed.status.friendship_level.as_str(),
-            changed.status.friendship_score,
-            store::Cause::ServiceUpdate.as_str(),
-        );
-        Cache::open().invalidate(&user_id, "level_changed");
-    }
     Reply::ok(&UpdateResponse {
         status: changed.status,
         previous_level: changed.previous_level,

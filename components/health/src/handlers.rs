@@ -10,7 +10,7 @@ use crate::probe;
 use friendship_queries::health::PROBE;
 use serde_json::{json, Value};
 use spin_sdk::key_value::Store;
-use spin_sdk::redis::RedisResult;
+use spin_sdk::redis::{RedisParameter, RedisResult};
 
 /// The OpenAPI document of the HTTP contract, kept in the repository root.
 const OPENAPI: &str = include_str!("../../../openapi.json");
@@ -34,10 +34,10 @@ fn probe(check: impl FnOnce() -> Result<(), String>) -> (bool, Value) {
 
 fn database() -> Result<(), String> {
     probe::postgres(&config::text("db_host").map_err(|e| e.to_string())?)?;
-    let db = Db::open().map_err(|e| e.public_message())?;
-    db.query(PROBE, &[])
+    let db = Db::open().map_err(|e| ApiError::from(e).public_message())?;
+    db.read::<serde_json::Value>(&PROBE, &[])
         .map(|_| ())
-        .map_err(|e| e.public_message())
+        .map_err(|e| ApiError::from(e).public_message())
 }
 
 /// The key-value store's own server is not known to the component (it is in
@@ -52,6 +52,10 @@ fn cache() -> Result<(), String> {
         .map_err(|e| format!("key-value store failed: {e}"))
 }
 
+/// The Redis of the channel, the events stream and the counters: it answers,
+/// and its eviction policy keeps the stream (an `allkeys-*` policy may evict
+/// pending entries, which would lose events). A Redis that refuses `CONFIG`
+/// (some managed services) is not held against it.
 fn queue() -> Result<(), String> {
     probe::redis(&config::text("redis_host").map_err(|e| e.to_string())?)?;
     let redis = doorbell::open().map_err(|e| e.public_message())?;
@@ -59,13 +63,29 @@ fn queue() -> Result<(), String> {
         Ok(results)
             if results
                 .iter()
-                .any(|r| matches!(r, RedisResult::Status(s) if s == "PONG")) =>
-        {
-            Ok(())
-        }
-        Ok(other) => Err(format!("unexpected answer to PING: {other:?}")),
-        Err(e) => Err(format!("redis failed: {e}")),
+                .any(|r| matches!(r, RedisResult::Status(s) if s == "PONG")) => {}
+        Ok(other) => return Err(format!("unexpected answer to PING: {other:?}")),
+        Err(e) => return Err(format!("redis failed: {e}")),
     }
+    let policy = redis.execute(
+        "CONFIG",
+        &[
+            RedisParameter::Binary(b"GET".to_vec()),
+            RedisParameter::Binary(b"maxmemory-policy".to_vec()),
+        ],
+    );
+    // The flattened answer: the name, then the value.
+    if let Ok(answer) = policy {
+        if let Some(RedisResult::Binary(value)) = answer.get(1) {
+            let value = String::from_utf8_lossy(value);
+            if value.starts_with("allkeys-") {
+                return Err(format!(
+                    "maxmemory-policy {value} can evict pending stream entries; use noeviction or a volatile-* policy"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `GET /health`: 200 when every dependency answers, 503 otherwise.

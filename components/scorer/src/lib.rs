@@ -1,7 +1,7 @@
 //! The scorer: a Redis-trigger component on the conversation-events channel.
 //!
-//! A message is only a doorbell; on each one the scorer claims every due event
-//! from Postgres and scores it (see `friendship_edge::scorer`). An error is
+//! A message is only a doorbell; on each one the scorer claims the due events
+//! from Postgres in batches and scores them (see `friendship_edge::scorer`). An error is
 //! returned, and so logged by Spin, when the doorbell does not decode or the
 //! database fails; no event depends on the message that woke the scorer.
 

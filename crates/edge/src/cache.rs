@@ -90,3 +90,21 @@ impl Cache {
         ok
     }
 }
+
+/// The one consequence of a change that moved a user's level, whoever made
+/// it (the scorer or a service update): the transition is logged and the
+/// user's cached candidates, computed for the old level, are dropped.
+pub fn after_change(changed: &crate::store::Changed, cause: crate::store::Cause) {
+    if !changed.level_changed() {
+        return;
+    }
+    let status = &changed.status;
+    log::level_transition(
+        &status.user_id,
+        changed.previous_level.as_str(),
+        status.friendship_level.as_str(),
+        status.friendship_score,
+        cause.as_str(),
+    );
+    Cache::open().invalidate(&status.user_id, "level_changed");
+}

@@ -153,6 +153,56 @@ impl ApiError {
     }
 }
 
+/// A database failure, by its kind: the one mapping of Postgres failures to HTTP.
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        use crate::db::DbErrorKind as K;
+        let detail = e.to_string();
+        match e.kind {
+            K::Unavailable => ApiError::Unavailable {
+                dependency: "database",
+                detail,
+                retry_after: 1,
+            },
+            K::Timeout => ApiError::Timeout {
+                dependency: "database",
+                detail,
+            },
+            // Only writes that expect no duplicate reach here with one; the
+            // message names no constraint.
+            K::UniqueViolation => ApiError::Conflict("this record already exists".into()),
+            K::Failed => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<crate::store::RecordError> for ApiError {
+    fn from(e: crate::store::RecordError) -> Self {
+        match e {
+            crate::store::RecordError::Conflict => ApiError::Conflict(e.to_string()),
+            // The contract's one reason for a 503 on this route: the event
+            // could not be recorded, whatever the database said.
+            crate::store::RecordError::Db(db) => match ApiError::from(db) {
+                ApiError::Internal(detail) => ApiError::Unavailable {
+                    dependency: "database",
+                    detail: format!("the event could not be recorded: {detail}"),
+                    retry_after: 1,
+                },
+                other => other,
+            },
+        }
+    }
+}
+
+impl From<crate::store::MappingError> for ApiError {
+    fn from(e: crate::store::MappingError) -> Self {
+        match e {
+            crate::store::MappingError::Duplicate => ApiError::Conflict(e.to_string()),
+            crate::store::MappingError::Db(db) => db.into(),
+        }
+    }
+}
+
 impl From<friendship_domain::ValidationError> for ApiError {
     fn from(e: friendship_domain::ValidationError) -> Self {
         ApiError::Validation {

@@ -99,6 +99,40 @@ impl Ctx<'_> {
         form_pairs(query)
     }
 
+    /// A page of a list (`limit`, `offset`) from a query string that may
+    /// hold nothing else.
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let mut page = Page {
+            limit: Page::DEFAULT_LIMIT,
+            offset: 0,
+        };
+        for (key, value) in self.query() {
+            match key.as_str() {
+                "limit" => {
+                    page.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=Page::MAX_LIMIT).contains(l))
+                        .ok_or_else(|| {
+                            ApiError::validation("limit", "limit must be an integer from 1 to 500")
+                        })?
+                }
+                "offset" => {
+                    page.offset = value.parse().ok().filter(|o| *o >= 0).ok_or_else(|| {
+                        ApiError::validation("offset", "offset must be a non-negative integer")
+                    })?
+                }
+                _ => {
+                    return Err(ApiError::validation(
+                        key.clone(),
+                        format!("unknown query parameter `{key}`"),
+                    ))
+                }
+            }
+        }
+        Ok(page)
+    }
+
     /// Authenticates the bearer token (401 when it is missing or invalid).
     pub fn authenticate(&mut self) -> Result<Principal, ApiError> {
         let header = self
@@ -402,9 +436,40 @@ fn method_name(method: &Method) -> &'static str {
     }
 }
 
+/// A page of a list: at most `limit` items after the first `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Page {
+    pub const DEFAULT_LIMIT: i64 = 100;
+    pub const MAX_LIMIT: i64 = 500;
+}
+
 /// Formats a UTC instant the way every answer does (RFC 3339, `Z`).
 pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Serializes a time as [`rfc3339`] does (for `serialize_with`).
+pub fn serialize_rfc3339<S: serde::Serializer>(
+    at: &DateTime<Utc>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*at))
+}
+
+/// As [`serialize_rfc3339`], for an optional time (null when absent).
+pub fn serialize_rfc3339_option<S: serde::Serializer>(
+    at: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => s.serialize_str(&rfc3339(*at)),
+        None => s.serialize_none(),
+    }
 }
 
 #[cfg(test)]

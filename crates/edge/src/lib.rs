@@ -10,6 +10,7 @@
 //! - [`db`] and [`store`]: Postgres through `spin:postgres@4.0.0`;
 //! - [`cache`]: candidates in Spin key-value;
 //! - [`doorbell`]: outbound Redis (scorer notifications, cache counters);
+//! - [`inbound`]: events published on Redis (channel and stream) by back-end producers;
 //! - [`suggestions`] and [`scorer`]: the two use cases with more than one step;
 //! - [`log`]: structured JSON log lines.
 
@@ -20,6 +21,7 @@ pub mod db;
 pub mod doorbell;
 pub mod error;
 pub mod http;
+pub mod inbound;
 pub mod log;
 pub mod scorer;
 pub mod store;

@@ -1,10 +1,13 @@
 //! Friendship status: reading it, and changing it atomically.
 //!
-//! Every change (a scored conversation or a service update) goes through
-//! [`APPLY_CHANGE`], one statement that increments score, turns and per-topic
-//! metrics in SQL on the locked row and records the score history and any
-//! level transition. The level is a generated column, so it always matches the
-//! score.
+//! Every change (a scored conversation or a service update) runs in one
+//! transaction: [`ENSURE_USER`], [`LOCK_USER`] (the row and the level before),
+//! [`APPLY_CHANGE`] (one statement that increments score, turns and per-topic
+//! metrics in SQL and records the score history and any level transition),
+//! then [`GET_STATUS`] reads the result. The level is a generated column, so it
+//! always matches the score.
+
+use crate::{Read, Write};
 
 /// The status columns, in the order every status-returning statement uses.
 ///
@@ -34,29 +37,38 @@ macro_rules! status_columns {
     };
 }
 
-/// Reads one user's status. `$1` user_id text. Columns: see the module.
-pub const GET_STATUS: &str = concat!(
+/// Reads one user's status. `$1` user_id text. Rows: the status columns.
+pub const GET_STATUS: Read = crate::read!(
     "SELECT ",
     status_columns!("fs"),
-    "\nFROM friendship_status AS fs\nWHERE fs.user_id = $1"
+    "\nFROM friendship_status AS fs\nWHERE fs.user_id = $1::text"
 );
 
-/// Reads one user's current level. `$1` user_id text. Returns `friendship_level`.
-pub const GET_LEVEL: &str = "SELECT friendship_level FROM friendship_status WHERE user_id = $1";
+/// Reads one user's current level. `$1` user_id text. Rows: `friendship_level`.
+pub const GET_LEVEL: Read =
+    crate::read!("SELECT friendship_level FROM friendship_status WHERE user_id = $1::text");
 
-/// Creates a stranger with no history when the user is new. `$1` user_id text.
-pub const ENSURE_USER: &str = "\
-INSERT INTO friendship_status (user_id) VALUES ($1)
-ON CONFLICT (user_id) DO NOTHING";
+/// Creates a stranger with no history when the user is new, and locks the
+/// user's row until the transaction ends (the no-op `DO UPDATE` takes the
+/// lock, waiting for another change of the same user to commit). The wait
+/// happens here, in an `execute`, so a lock timeout comes back with its
+/// SQLSTATE on every Spin version. `$1` user_id text. Affects one row.
+pub const ENSURE_USER: Write = crate::write!(
+    "INSERT INTO friendship_status (user_id) VALUES ($1::text)
+ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id"
+);
 
-/// Locks a user's row for a conversation's scoring and returns what the
-/// streak rule needs. `$1` user_id text.
-/// Returns `last_interaction_date` timestamp?, `streak_day` int4.
-pub const LOCK_FOR_CONVERSATION: &str = "\
-SELECT last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date, streak_day
+/// Reads a user's row for a change, locked (already, by [`ENSURE_USER`] in
+/// the same transaction, so this read never waits), with what the change
+/// needs to know beforehand. `$1` user_id text.
+/// Rows: `last_interaction_date` timestamp?, `streak_day` int4, `friendship_level`.
+pub const LOCK_USER: Read = crate::read!(
+    "SELECT last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date, streak_day,
+       friendship_level
 FROM friendship_status
-WHERE user_id = $1
-FOR UPDATE";
+WHERE user_id = $1::text
+FOR UPDATE"
+);
 
 /// Applies one change to an existing user, in one statement.
 ///
@@ -75,8 +87,8 @@ FOR UPDATE";
 /// - `$8` cause text: `conversation` or `service_update`
 /// - `$9` bool: the change is an interaction (sets `last_interaction_date` to now)
 ///
-/// Returns the status columns (see the module) and `previous_level`.
-pub const APPLY_CHANGE: &str = concat!(
+/// Affects one row (its history line) for an existing user, none otherwise.
+pub const APPLY_CHANGE: Write = crate::write!(
     "WITH before AS (
     SELECT user_id, friendship_score, friendship_level
     FROM friendship_status
@@ -101,12 +113,6 @@ pub const APPLY_CHANGE: &str = concat!(
     FROM before
     WHERE fs.user_id = before.user_id
     RETURNING fs.*
-), history AS (
-    INSERT INTO friendship_score_history
-        (user_id, cause, processing_id, score_change, score_before, score_after)
-    SELECT $1::text, $8::text, $7::uuid, $2::float8::numeric,
-           before.friendship_score, updated.friendship_score
-    FROM before, updated
 ), transition AS (
     INSERT INTO friendship_level_transitions
         (user_id, from_level, to_level, score, cause, processing_id)
@@ -115,9 +121,10 @@ pub const APPLY_CHANGE: &str = concat!(
     FROM before, updated
     WHERE before.friendship_level <> updated.friendship_level
 )
-SELECT ",
-    status_columns!("updated"),
-    ", before.friendship_level AS previous_level
+INSERT INTO friendship_score_history
+    (user_id, cause, processing_id, score_change, score_before, score_after)
+SELECT $1::text, $8::text, $7::uuid, $2::float8::numeric,
+       before.friendship_score, updated.friendship_score
 FROM before, updated"
 );
 
@@ -126,9 +133,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_statements_return_the_same_columns_in_the_same_order() {
+    fn the_status_read_returns_the_status_columns() {
         let columns = status_columns!("x");
-        assert!(GET_STATUS.contains(&columns.replace("x.", "fs.")));
-        assert!(APPLY_CHANGE.contains(&columns.replace("x.", "updated.")));
+        assert!(GET_STATUS.select.contains(&columns.replace("x.", "fs.")));
     }
 }

@@ -4,6 +4,11 @@
 //! Every change to `friendship_agent_mapping` bumps `catalogue_version.version`
 //! in the same statement (a statement trigger), which is what makes cached
 //! candidates of an older catalogue unusable.
+//!
+//! A create, replace or soft delete is a [`Write`] followed by a [`Read`] of
+//! the mapping in the same transaction.
+
+use crate::{Read, Write};
 
 /// The mapping columns, in order: `id` int8, `friendship_level`, `agent_type`,
 /// `agent_id`, `agent_name`, `agent_description`, `weight` float8, `is_active`
@@ -27,15 +32,15 @@ macro_rules! list_filter {
     };
 }
 
-/// Counts the mappings that match the filters (see [`LIST`]). Returns `total` int8.
-pub const COUNT: &str = concat!(
+/// Counts the mappings that match the filters (see [`LIST`]). One row: `total` int8.
+pub const COUNT: Read = crate::read!(
     "SELECT count(*) AS total FROM friendship_agent_mapping\n",
     list_filter!()
 );
 
 /// Lists mappings by id. `$1` level text?, `$2` agent type text?, `$3`
-/// is_active bool?, `$4` limit int8, `$5` offset int8. Columns: the mapping columns.
-pub const LIST: &str = concat!(
+/// is_active bool?, `$4` limit int8, `$5` offset int8. Rows: the mapping columns.
+pub const LIST: Read = crate::read!(
     "SELECT ",
     mapping_columns!(),
     "\nFROM friendship_agent_mapping\n",
@@ -43,60 +48,65 @@ pub const LIST: &str = concat!(
     "\nORDER BY id\nLIMIT $4::int8 OFFSET $5::int8"
 );
 
-/// Reads one mapping. `$1` id int8.
-pub const GET: &str = concat!(
+/// Reads one mapping. `$1` id int8. Rows: the mapping columns.
+pub const GET: Read = crate::read!(
     "SELECT ",
     mapping_columns!(),
     "\nFROM friendship_agent_mapping\nWHERE id = $1::int8"
 );
 
+/// Reads one mapping by its unique key. `$1` level, `$2` agent type, `$3`
+/// agent_id. Rows: the mapping columns.
+pub const GET_BY_KEY: Read = crate::read!(
+    "SELECT ",
+    mapping_columns!(),
+    "\nFROM friendship_agent_mapping
+WHERE friendship_level = $1::text AND agent_type = $2::text AND agent_id = $3::text"
+);
+
 /// Creates a mapping. `$1` level, `$2` agent type, `$3` agent_id, `$4` name,
 /// `$5` description, `$6` weight float8, `$7` is_active bool, `$8` trigger
 /// text?, `$9` topic text?. A duplicate (level, type, agent_id) fails with
-/// SQLSTATE 23505.
-pub const INSERT: &str = concat!(
+/// SQLSTATE 23505. Read the new mapping back with [`GET_BY_KEY`].
+pub const INSERT: Write = crate::write!(
     "INSERT INTO friendship_agent_mapping
     (friendship_level, agent_type, agent_id, agent_name, agent_description, weight,
      is_active, greeting_trigger, topic)
-VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::float8, $7::bool, $8::text, $9::text)
-RETURNING ",
-    mapping_columns!()
+VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::float8, $7::bool, $8::text, $9::text)"
 );
 
 /// Replaces a mapping's fields. `$10` id int8, `$1`..`$9` as [`INSERT`].
-/// No row when the id is unknown; SQLSTATE 23505 on a duplicate.
-pub const REPLACE: &str = concat!(
+/// Affects no row when the id is unknown; SQLSTATE 23505 on a duplicate.
+pub const REPLACE: Write = crate::write!(
     "UPDATE friendship_agent_mapping
 SET friendship_level = $1::text, agent_type = $2::text, agent_id = $3::text,
     agent_name = $4::text, agent_description = $5::text, weight = $6::float8,
     is_active = $7::bool, greeting_trigger = $8::text, topic = $9::text, updated_at = now()
-WHERE id = $10::int8
-RETURNING ",
-    mapping_columns!()
+WHERE id = $10::int8"
 );
 
-/// Soft-deletes a mapping. `$1` id int8. No row when the id is unknown.
-pub const DEACTIVATE: &str = concat!(
+/// Soft-deletes a mapping. `$1` id int8. Affects no row when the id is unknown.
+pub const DEACTIVATE: Write = crate::write!(
     "UPDATE friendship_agent_mapping
 SET is_active = false, updated_at = now()
-WHERE id = $1::int8
-RETURNING ",
-    mapping_columns!()
+WHERE id = $1::int8"
 );
 
-/// The current catalogue version. Returns `version` int8.
-pub const CATALOGUE_VERSION: &str = "SELECT version FROM catalogue_version";
+/// The current catalogue version. One row: `version` int8.
+pub const CATALOGUE_VERSION: Read = crate::read!("SELECT version FROM catalogue_version");
 
 /// The active agents of one level with the catalogue version, in one snapshot.
 ///
-/// `$1` level text. Returns `version` int8 and, per agent, `id` int8?,
+/// `$1` level text. Rows: `version` int8 and, per agent, `id` int8?,
 /// `agent_id`, `agent_name`, `agent_description`, `agent_type`, `weight`
 /// float8, `greeting_trigger` text?, `topic` text?; a level with no active
-/// agent gives one row whose agent columns are NULL.
-pub const ACTIVE_AGENTS_OF_LEVEL: &str = "\
-SELECT v.version, m.id, m.agent_id, m.agent_name, m.agent_description, m.agent_type,
+/// agent gives one row whose agent columns are NULL, so the version is
+/// always there.
+pub const ACTIVE_AGENTS_OF_LEVEL: Read = crate::read!(
+    "SELECT v.version, m.id, m.agent_id, m.agent_name, m.agent_description, m.agent_type,
        m.weight, m.greeting_trigger, m.topic
 FROM catalogue_version AS v
 LEFT JOIN friendship_agent_mapping AS m
        ON m.friendship_level = $1::text AND m.is_active
-ORDER BY m.id";
+ORDER BY m.id"
+);

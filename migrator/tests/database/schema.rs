@@ -8,13 +8,14 @@ use crate::support::{
     UNIQUE_VIOLATION,
 };
 
-const ALL_TABLES: [&str; 6] = [
+const ALL_TABLES: [&str; 7] = [
     "catalogue_version",
     "conversation_events",
     "friendship_agent_mapping",
     "friendship_level_transitions",
     "friendship_score_history",
     "friendship_status",
+    "rejected_messages",
 ];
 
 fn states(lines: &[migrator::MigrationStatus]) -> Vec<MigrationState> {
@@ -26,7 +27,7 @@ fn status_reads_an_empty_database_without_creating_anything() {
     with_db(|db| async move {
         let mut conn = db.pool.acquire().await.unwrap();
         let lines = migrator::status(&mut conn).await.unwrap();
-        assert_eq!(states(&lines), [MigrationState::Pending; 4]);
+        assert_eq!(states(&lines), [MigrationState::Pending; 6]);
         let bookkeeping: bool =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
                 .fetch_one(&mut *conn)
@@ -40,11 +41,11 @@ fn status_reads_an_empty_database_without_creating_anything() {
 fn up_then_down_all_then_up_round_trips_the_schema() {
     with_db(|db| async move {
         let mut conn = db.pool.acquire().await.unwrap();
-        assert_eq!(migrator::up(&mut conn).await.unwrap().len(), 4);
+        assert_eq!(migrator::up(&mut conn).await.unwrap().len(), 6);
         assert_eq!(tables(&db.pool).await, ALL_TABLES);
         assert_eq!(
             states(&migrator::status(&mut conn).await.unwrap()),
-            [MigrationState::Applied; 4]
+            [MigrationState::Applied; 6]
         );
 
         let reverted = migrator::down(&mut conn, DownCount::All).await.unwrap();
@@ -52,7 +53,7 @@ fn up_then_down_all_then_up_round_trips_the_schema() {
         let mut newest_first = versions.clone();
         newest_first.sort_unstable_by(|a, b| b.cmp(a));
         assert_eq!(versions, newest_first);
-        assert_eq!(versions.len(), 4);
+        assert_eq!(versions.len(), 6);
         assert!(tables(&db.pool).await.is_empty());
         let trigger_function: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'bump_catalogue_version')",
@@ -62,7 +63,7 @@ fn up_then_down_all_then_up_round_trips_the_schema() {
         .unwrap();
         assert!(!trigger_function);
 
-        assert_eq!(migrator::up(&mut conn).await.unwrap().len(), 4);
+        assert_eq!(migrator::up(&mut conn).await.unwrap().len(), 6);
         assert_eq!(tables(&db.pool).await, ALL_TABLES);
         assert_eq!(catalogue_version(&db.pool).await, 1);
     });
@@ -85,6 +86,12 @@ fn down_reverts_the_requested_number_of_migrations_newest_first() {
             .unwrap()
             .is_empty());
 
+        let reverted = migrator::down(&mut conn, DownCount::Last(2)).await.unwrap();
+        let names: Vec<_> = reverted.iter().map(|m| m.description.as_str()).collect();
+        assert_eq!(
+            names,
+            ["catalogue version on change only", "rejected messages"]
+        );
         let reverted = migrator::down(&mut conn, DownCount::Last(1)).await.unwrap();
         assert_eq!(reverted.len(), 1);
         assert_eq!(reverted[0].description, "friendship history");
@@ -103,6 +110,8 @@ fn down_reverts_the_requested_number_of_migrations_newest_first() {
                 MigrationState::Applied,
                 MigrationState::Applied,
                 MigrationState::Applied,
+                MigrationState::Pending,
+                MigrationState::Pending,
                 MigrationState::Pending
             ]
         );
@@ -138,6 +147,8 @@ fn status_flags_an_applied_migration_whose_file_changed() {
                 MigrationState::Applied,
                 MigrationState::Applied,
                 MigrationState::Modified,
+                MigrationState::Applied,
+                MigrationState::Applied,
                 MigrationState::Applied
             ]
         );
@@ -229,7 +240,7 @@ fn the_generated_level_follows_score_updates() {
 }
 
 #[test]
-fn catalogue_version_bumps_once_per_statement_that_touches_the_catalogue() {
+fn catalogue_version_bumps_once_per_statement_that_changes_the_catalogue() {
     with_migrated_db(|db| async move {
         let pool = &db.pool;
         assert_eq!(catalogue_version(pool).await, 1);
@@ -241,8 +252,6 @@ fn catalogue_version_bumps_once_per_statement_that_touches_the_catalogue() {
             "UPDATE friendship_agent_mapping SET weight = 2 WHERE agent_id = 'g1'",
             "UPDATE friendship_agent_mapping SET is_active = false",
             "DELETE FROM friendship_agent_mapping WHERE agent_id = 'g3'",
-            // Statement-level: a statement that changes no row still bumps the version.
-            "UPDATE friendship_agent_mapping SET weight = 3 WHERE agent_id = 'nobody'",
         ];
         for (i, statement) in statements.iter().enumerate() {
             sqlx::query(statement).execute(pool).await.unwrap();
@@ -251,6 +260,17 @@ fn catalogue_version_bumps_once_per_statement_that_touches_the_catalogue() {
                 2 + i as i64,
                 "after {statement}"
             );
+        }
+        // A statement that changes no row leaves every cached record usable.
+        let last = catalogue_version(pool).await;
+        for statement in [
+            "UPDATE friendship_agent_mapping SET weight = 3 WHERE agent_id = 'nobody'",
+            "DELETE FROM friendship_agent_mapping WHERE agent_id = 'nobody'",
+            "INSERT INTO friendship_agent_mapping (friendship_level, agent_type, agent_id, agent_name, weight)
+             SELECT 'friend', 'game', 'g9', 'G9', 1 WHERE false",
+        ] {
+            sqlx::query(statement).execute(pool).await.unwrap();
+            assert_eq!(catalogue_version(pool).await, last, "after {statement}");
         }
     });
 }

@@ -8,15 +8,14 @@ use chrono::{TimeZone, Utc};
 use friendship_domain::{
     conversation_score_change, next_streak, topic_updates, ConversationMetadata,
 };
-use friendship_queries::friendship;
 use sqlx::PgPool;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::support::{
-    apply, claim, connect, ensure_user, get_event, history, insert_event, mark_processed,
-    new_event, status, utc, with_migrated_db, Change,
+    apply, apply_change, apply_on, claim_up_to, connect, ensure_user, get_event, history,
+    insert_event, lock_user, mark_processed, new_event, status, utc, with_migrated_db, Change,
 };
 
 const WRITERS: usize = 40;
@@ -78,19 +77,22 @@ fn forty_concurrent_conversations_for_one_user_add_up_exactly() {
                 let mut tx = pool.begin().await.unwrap();
                 // Every writer is inside its transaction before any touches the user.
                 barrier.wait().await;
+                // As the scorer: ENSURE_USER, then LOCK_USER, APPLY_CHANGE, GET_STATUS.
                 ensure_user(&mut *tx, &change.user_id).await;
-                sqlx::query(friendship::LOCK_FOR_CONVERSATION)
-                    .bind(&change.user_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .unwrap();
-                apply(&mut *tx, &change).await;
+                let changed = apply_on(&mut tx, &change).await;
                 tx.commit().await.unwrap();
+                changed
             });
         }
+        let mut seen = Vec::new();
         while let Some(done) = writers.join_next().await {
-            done.unwrap();
+            seen.push(done.unwrap().status);
         }
+        // Each writer's status, read after its change under the lock, is one distinct
+        // step of the serial chain: 40 distinct turn totals.
+        seen.sort_by_key(|s| s.total_turns);
+        seen.dedup_by_key(|s| s.total_turns);
+        assert_eq!(seen.len(), WRITERS, "each change saw its own result");
 
         let (score, turns, topics) = sums(&changes);
         let s = status(&pool, "user-1").await.unwrap();
@@ -121,12 +123,13 @@ fn forty_concurrent_service_updates_without_a_prior_lock_add_up_exactly() {
             .collect();
         for change in changes.clone() {
             let (pool, barrier) = (pool.clone(), barrier.clone());
-            // As `store::apply_service_update`: ENSURE_USER then APPLY_CHANGE, no LOCK.
+            // ENSURE_USER then APPLY_CHANGE alone, without LOCK_USER first: the statement
+            // locks the row itself, so the increments still add up.
             writers.spawn(async move {
                 let mut tx = pool.begin().await.unwrap();
                 barrier.wait().await;
                 ensure_user(&mut *tx, &change.user_id).await;
-                apply(&mut *tx, &change).await;
+                assert_eq!(apply_change(&mut *tx, &change).await.unwrap(), 1);
                 tx.commit().await.unwrap();
             });
         }
@@ -156,41 +159,53 @@ fn metadata(i: usize) -> ConversationMetadata {
     .unwrap()
 }
 
-/// One scorer, as `scorer::score_next` works: claim, lock the user, apply, mark
-/// processed, commit; until nothing is due. Returns how many events it scored.
+/// Events one scorer claims per transaction: small, so batches interleave.
+const BATCH: i64 = 4;
+
+/// One scorer, as `scorer::score_batch` works: claim a batch, sort it by user (every
+/// scorer locks users in the same order), and for each event ENSURE_USER, LOCK_USER,
+/// APPLY_CHANGE, GET_STATUS and MARK_PROCESSED; commit; until nothing is due. Returns how
+/// many events it scored.
 async fn scorer(pool: PgPool) -> usize {
     let mut scored = 0;
     loop {
         let mut tx = pool.begin().await.unwrap();
-        let Some(claimed) = claim(&mut *tx).await else {
+        let mut batch = claim_up_to(&mut *tx, BATCH).await;
+        if batch.is_empty() {
             tx.commit().await.unwrap();
             return scored;
-        };
-        let metadata: ConversationMetadata = serde_json::from_str(&claimed.payload).unwrap();
-        let now = utc(claimed.now);
-        ensure_user(&mut *tx, &claimed.user_id).await;
-        let (last, streak): (Option<chrono::NaiveDateTime>, i32) =
-            sqlx::query_as(friendship::LOCK_FOR_CONVERSATION)
-                .bind(&claimed.user_id)
-                .fetch_one(&mut *tx)
+        }
+        assert!(batch.len() <= BATCH as usize);
+        batch.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        for claimed in &batch {
+            let metadata: ConversationMetadata = serde_json::from_str(&claimed.payload).unwrap();
+            let now = utc(claimed.now);
+            ensure_user(&mut *tx, &claimed.user_id).await;
+            let locked = lock_user(&mut *tx, &claimed.user_id)
                 .await
-                .unwrap();
-        let streak = next_streak(last.map(|t| t.date()), streak as u32, now.date_naive());
-        let change = Change {
-            streak_day: Some(streak as i32),
-            last_emotion: Some(metadata.emotion.as_str()),
-            topics: topic_updates(&metadata, now),
-            ..Change::conversation(
-                &claimed.user_id,
-                claimed.processing_id,
-                conversation_score_change(&metadata),
-                i64::from(metadata.total_turns.get()),
-            )
-        };
-        apply(&mut *tx, &change).await;
-        assert_eq!(mark_processed(&mut *tx, claimed.processing_id).await, 1);
+                .expect("the user was just ensured");
+            let streak = next_streak(
+                locked.last_interaction_date.map(|t| t.date()),
+                locked.streak_day as u32,
+                now.date_naive(),
+            );
+            let change = Change {
+                streak_day: Some(streak as i32),
+                last_emotion: Some(metadata.emotion.as_str()),
+                topics: topic_updates(&metadata, now),
+                ..Change::conversation(
+                    &claimed.user_id,
+                    claimed.processing_id,
+                    conversation_score_change(&metadata),
+                    i64::from(metadata.total_turns.get()),
+                )
+            };
+            let changed = apply_on(&mut tx, &change).await;
+            assert_eq!(changed.previous_level, locked.friendship_level);
+            assert_eq!(mark_processed(&mut *tx, claimed.processing_id).await, 1);
+        }
         tx.commit().await.unwrap();
-        scored += 1;
+        scored += batch.len();
     }
 }
 

@@ -3,21 +3,32 @@
 
 use chrono::TimeDelta;
 use friendship_queries::events;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::support::{
-    claim, db_now, due_in_seconds, get_event, insert_event, mark_processed, new_event,
-    record_failure, utc, with_migrated_db, PAYLOAD,
+    claim, claim_up_to, db_now, due_in_seconds, find_event, get_event, insert_event,
+    mark_processed, new_event, read, record_failure, sqlstate, try_insert_event_as, utc,
+    with_migrated_db, write, PAYLOAD, UNIQUE_VIOLATION,
 };
 
-/// A row of [`events::FIND_EVENT_BY_CONVERSATION`]: `(processing_id, user_id, same_payload)`.
+/// A row of [`events::FIND_EVENT_BY_CONVERSATION`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Existing {
+    processing_id: Uuid,
+    user_id: String,
+    same_payload: bool,
+}
+
+/// [`events::FIND_EVENT_BY_CONVERSATION`]: `(processing_id, user_id, same_payload)`.
 async fn find(pool: &sqlx::PgPool, conversation_id: &str, payload: &str) -> (Uuid, String, bool) {
-    sqlx::query_as(events::FIND_EVENT_BY_CONVERSATION)
+    let row: Existing = read(&events::FIND_EVENT_BY_CONVERSATION)
         .bind(conversation_id)
         .bind(payload)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+        .one(pool)
+        .await;
+    (row.processing_id, row.user_id, row.same_payload)
 }
 
 async fn count_events(pool: &sqlx::PgPool) -> i64 {
@@ -42,18 +53,38 @@ async fn age(pool: &sqlx::PgPool, processing_id: Uuid, seconds: f64) {
     .unwrap();
 }
 
-async fn redrive(pool: &sqlx::PgPool, older_than_seconds: f64) -> Vec<Uuid> {
-    let mut ids: Vec<Uuid> = sqlx::query_scalar(events::REDRIVE)
+/// [`events::REDRIVE`]: how many events it requeued.
+async fn redrive(pool: &sqlx::PgPool, older_than_seconds: f64) -> u64 {
+    write(&events::REDRIVE)
         .bind(older_than_seconds)
-        .fetch_all(pool)
+        .execute(pool)
         .await
-        .unwrap();
-    ids.sort();
-    ids
+        .unwrap()
+        .rows_affected()
+}
+
+/// [`events::MARK_UNPROCESSABLE`]: the number of rows it changed.
+async fn mark_unprocessable(pool: &sqlx::PgPool, processing_id: Uuid, error: &str) -> u64 {
+    write(&events::MARK_UNPROCESSABLE)
+        .bind(processing_id)
+        .bind(error)
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected()
+}
+
+/// `updated_at` of an event (not part of any statement's result, so read directly).
+async fn updated_at(pool: &sqlx::PgPool, processing_id: Uuid) -> chrono::DateTime<chrono::Utc> {
+    sqlx::query_scalar("SELECT updated_at FROM conversation_events WHERE processing_id = $1")
+        .bind(processing_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 #[test]
-fn a_conversation_recorded_twice_creates_one_event_and_the_repeat_returns_no_row() {
+fn a_conversation_recorded_twice_creates_one_event_and_the_repeat_affects_no_row() {
     with_migrated_db(|db| async move {
         let first = insert_event(&db.pool, "conv-1", "user-1", PAYLOAD).await;
         let repeat = insert_event(&db.pool, "conv-1", "user-1", PAYLOAD).await;
@@ -66,6 +97,49 @@ fn a_conversation_recorded_twice_creates_one_event_and_the_repeat_returns_no_row
         let (processing_id, user_id, _) = find(&db.pool, "conv-1", PAYLOAD).await;
         assert_eq!(Some(processing_id), first);
         assert_eq!(user_id, "user-1", "the first record stays");
+    });
+}
+
+#[test]
+fn the_event_is_recorded_under_the_processing_id_the_caller_generated() {
+    with_migrated_db(|db| async move {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            try_insert_event_as(&db.pool, id, "conv-1", "user-1", PAYLOAD)
+                .await
+                .unwrap(),
+            1,
+            "a new event affects one row"
+        );
+        let event = get_event(&db.pool, id).await;
+        assert_eq!(
+            (
+                event.processing_id,
+                event.conversation_id.as_str(),
+                event.user_id.as_str()
+            ),
+            (id, "conv-1", "user-1")
+        );
+
+        // A repeat under another generated id affects nothing: that id names no event,
+        // and the conversation still answers the first one.
+        let repeat_id = Uuid::new_v4();
+        assert_eq!(
+            try_insert_event_as(&db.pool, repeat_id, "conv-1", "user-1", PAYLOAD)
+                .await
+                .unwrap(),
+            0
+        );
+        assert!(find_event(&db.pool, repeat_id).await.is_none());
+        assert_eq!(find(&db.pool, "conv-1", PAYLOAD).await.0, id);
+
+        // A processing id already taken by another conversation is an error, never
+        // mistaken for a repeat.
+        assert_eq!(
+            sqlstate(try_insert_event_as(&db.pool, id, "conv-2", "user-1", PAYLOAD).await),
+            UNIQUE_VIOLATION
+        );
+        assert_eq!(count_events(&db.pool).await, 1);
     });
 }
 
@@ -128,15 +202,15 @@ fn get_event_reads_utc_timestamps_whatever_the_session_time_zone() {
 }
 
 #[test]
-fn get_event_of_an_unknown_id_returns_no_row() {
+fn get_event_of_an_unknown_id_answers_an_empty_array() {
     with_migrated_db(|db| async move {
         new_event(&db.pool, "user-1").await;
-        let row = sqlx::query(events::GET_EVENT)
+        let json = read(&events::GET_EVENT)
             .bind(Uuid::new_v4())
-            .fetch_optional(&db.pool)
-            .await
-            .unwrap();
-        assert!(row.is_none());
+            .json(&db.pool)
+            .await;
+        assert_eq!(json, "[]");
+        assert!(find_event(&db.pool, Uuid::new_v4()).await.is_none());
     });
 }
 
@@ -343,14 +417,20 @@ fn an_unprocessable_event_fails_at_once_and_only_when_pending() {
         let pending = new_event(&db.pool, "user-1").await;
         let processed = new_event(&db.pool, "user-1").await;
         mark_processed(&db.pool, processed).await;
-        for id in [pending, processed] {
-            sqlx::query(events::MARK_UNPROCESSABLE)
-                .bind(id)
-                .bind("payload does not decode")
-                .execute(&db.pool)
-                .await
-                .unwrap();
-        }
+        assert_eq!(
+            mark_unprocessable(&db.pool, pending, "payload does not decode").await,
+            1
+        );
+        assert_eq!(
+            mark_unprocessable(&db.pool, processed, "payload does not decode").await,
+            0,
+            "only a pending event"
+        );
+        assert_eq!(
+            mark_unprocessable(&db.pool, pending, "again").await,
+            0,
+            "a failed event is not failed again"
+        );
         let event = get_event(&db.pool, pending).await;
         assert_eq!((event.status.as_str(), event.attempts), ("failed", 1));
         assert_eq!(event.last_error.as_deref(), Some("payload does not decode"));
@@ -381,9 +461,18 @@ fn redrive_requeues_failed_and_old_pending_events_but_not_recent_pending_nor_pro
         age(&db.pool, processed, 120.0).await;
         mark_processed(&db.pool, processed).await;
 
-        let mut expected = vec![failed, old_pending];
-        expected.sort();
-        assert_eq!(redrive(&db.pool, 60.0).await, expected);
+        let untouched = [
+            (recent_pending, updated_at(&db.pool, recent_pending).await),
+            (processed, updated_at(&db.pool, processed).await),
+        ];
+        assert_eq!(
+            redrive(&db.pool, 60.0).await,
+            2,
+            "the failed and the old pending event, nothing else"
+        );
+        for (id, before) in untouched {
+            assert_eq!(updated_at(&db.pool, id).await, before, "{id} untouched");
+        }
 
         let event = get_event(&db.pool, failed).await;
         assert_eq!(
@@ -402,6 +491,12 @@ fn redrive_requeues_failed_and_old_pending_events_but_not_recent_pending_nor_pro
         }
         assert_eq!(get_event(&db.pool, recent_pending).await.status, "pending");
         assert_eq!(get_event(&db.pool, processed).await.status, "processed");
+        assert_eq!(
+            redrive(&db.pool, 60.0).await,
+            1,
+            "the old pending one again"
+        );
+        assert_eq!(redrive(&db.pool, 3_600.0).await, 0, "nothing that old");
 
         // Both are claimable again, next to the recent one: three scorers claim all three.
         let mut scorers = Vec::new();
@@ -417,5 +512,91 @@ fn redrive_requeues_failed_and_old_pending_events_but_not_recent_pending_nor_pro
         let mut due = vec![failed, old_pending, recent_pending];
         due.sort();
         assert_eq!(claimed, due);
+    });
+}
+
+#[test]
+fn a_batch_claim_takes_the_oldest_due_events_up_to_its_limit_in_order() {
+    with_migrated_db(|db| async move {
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let id = new_event(&db.pool, &format!("user-{i}")).await;
+            // Oldest first: event i was due (50 - 10 i) seconds ago.
+            age(&db.pool, id, 50.0 - 10.0 * f64::from(i)).await;
+            ids.push(id);
+        }
+        let later = new_event(&db.pool, "user-9").await;
+        record_failure(&db.pool, later, "retry later", 3, 3600.0)
+            .await
+            .unwrap();
+
+        let mut tx = db.pool.begin().await.unwrap();
+        let claimed: Vec<Uuid> = claim_up_to(&mut *tx, 3)
+            .await
+            .into_iter()
+            .map(|c| c.processing_id)
+            .collect();
+        assert_eq!(claimed, ids[..3], "the three oldest, oldest first");
+        tx.rollback().await.unwrap();
+
+        let mut tx = db.pool.begin().await.unwrap();
+        let all = claim_up_to(&mut *tx, 100).await;
+        let claimed: Vec<Uuid> = all.iter().map(|c| c.processing_id).collect();
+        assert_eq!(claimed, ids, "every due event and no other");
+        let now = db_now(&mut *tx).await;
+        assert!(
+            all.iter().all(|c| utc(c.now) == now),
+            "one clock for the batch"
+        );
+        assert!(all
+            .iter()
+            .all(|c| c.attempts == 0 && c.payload.contains("music")));
+
+        let mut other = db.pool.begin().await.unwrap();
+        assert!(
+            claim_up_to(&mut *other, 100).await.is_empty(),
+            "a batch locks every event it claimed"
+        );
+        other.rollback().await.unwrap();
+        tx.rollback().await.unwrap();
+
+        let mut tx = db.pool.begin().await.unwrap();
+        assert!(
+            claim_up_to(&mut *tx, 0).await.is_empty(),
+            "a limit of 0 claims nothing"
+        );
+        let mut other = db.pool.begin().await.unwrap();
+        assert_eq!(
+            claim_up_to(&mut *other, 100).await.len(),
+            5,
+            "and locks nothing"
+        );
+    });
+}
+
+#[test]
+fn concurrent_batch_claims_are_disjoint_and_together_take_every_due_event() {
+    with_migrated_db(|db| async move {
+        let mut recorded = Vec::new();
+        for i in 0..10 {
+            recorded.push(new_event(&db.pool, &format!("user-{}", i % 3)).await);
+        }
+        let mut scorers = Vec::new();
+        let mut claimed = Vec::new();
+        for _ in 0..4 {
+            let mut tx = db.pool.begin().await.unwrap();
+            let batch = claim_up_to(&mut *tx, 3).await;
+            assert!(batch.len() <= 3);
+            claimed.extend(batch.into_iter().map(|c| c.processing_id));
+            scorers.push(tx);
+        }
+        assert_eq!(
+            claimed.len(),
+            10,
+            "3 + 3 + 3 + 1, no event twice: {claimed:?}"
+        );
+        claimed.sort();
+        recorded.sort();
+        assert_eq!(claimed, recorded);
     });
 }

@@ -1,14 +1,17 @@
-//! Friendship status and [`friendship::APPLY_CHANGE`]: increments in SQL, the floor at 0,
-//! the generated level, the history and level transitions, topic merging, the
-//! keep-when-NULL parameters, and the exactly-once guard.
+//! Friendship status and a change as the components make it ([`friendship::LOCK_USER`],
+//! [`friendship::APPLY_CHANGE`], then [`friendship::GET_STATUS`]): increments in SQL, the
+//! floor at 0, the generated level, the level before, the history and level transitions,
+//! topic merging, the keep-when-NULL parameters, and the exactly-once guard.
 
 use chrono::{DateTime, TimeZone, Utc};
 use friendship_domain::TopicMetric;
 use friendship_queries::friendship;
+use serde::Deserialize;
 
 use crate::support::{
-    apply, db_now, ensure_user, history, new_event, sqlstate, status, transitions, try_apply, utc,
-    with_migrated_db, Change, HistoryLine, Transition, LOCK_NOT_AVAILABLE, UNIQUE_VIOLATION,
+    apply, apply_change, db_now, ensure_user, history, lock_user, new_event, read, sqlstate,
+    status, transitions, try_apply, try_lock_user, utc, with_migrated_db, Change, HistoryLine,
+    Locked, Transition, LOCK_NOT_AVAILABLE, UNIQUE_VIOLATION,
 };
 
 fn day(d: u32) -> DateTime<Utc> {
@@ -23,12 +26,18 @@ fn metric(score: f64, total_turns: u64, last_date: DateTime<Utc>) -> TopicMetric
     }
 }
 
+/// [`friendship::GET_LEVEL`].
 async fn level_of(pool: &sqlx::PgPool, user_id: &str) -> Option<String> {
-    sqlx::query_scalar(friendship::GET_LEVEL)
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Row {
+        friendship_level: String,
+    }
+    read(&friendship::GET_LEVEL)
         .bind(user_id)
-        .fetch_optional(pool)
+        .optional::<Row>(pool)
         .await
-        .unwrap()
+        .map(|row| row.friendship_level)
 }
 
 #[test]
@@ -36,9 +45,18 @@ fn ensure_user_creates_a_stranger_with_no_history_once() {
     with_migrated_db(|db| async move {
         assert!(status(&db.pool, "user-1").await.is_none());
         assert_eq!(level_of(&db.pool, "user-1").await, None);
-        ensure_user(&db.pool, "user-1").await;
+        assert!(lock_user(&db.pool, "user-1").await.is_none());
+        assert_eq!(
+            ensure_user(&db.pool, "user-1").await,
+            1,
+            "a new user: one row"
+        );
         apply(&db.pool, &Change::service("user-1", 42.0)).await;
-        ensure_user(&db.pool, "user-1").await;
+        assert_eq!(
+            ensure_user(&db.pool, "user-1").await,
+            1,
+            "a known user: its row, locked by a no-op update"
+        );
 
         let s = status(&db.pool, "user-1").await.unwrap();
         assert_eq!(
@@ -52,6 +70,14 @@ fn ensure_user_creates_a_stranger_with_no_history_once() {
         );
 
         ensure_user(&db.pool, "user-2").await;
+        assert_eq!(
+            lock_user(&db.pool, "user-2").await,
+            Some(Locked {
+                last_interaction_date: None,
+                streak_day: 0,
+                friendship_level: "stranger".into()
+            })
+        );
         let fresh = status(&db.pool, "user-2").await.unwrap();
         assert_eq!(fresh.user_id, "user-2");
         assert_eq!(
@@ -357,13 +383,15 @@ fn an_interaction_sets_last_interaction_date_and_a_service_update_leaves_it() {
             .await
             .status;
         assert_eq!(s.last_interaction_date, Some(set));
-        let locked: (Option<chrono::NaiveDateTime>, i32) =
-            sqlx::query_as(friendship::LOCK_FOR_CONVERSATION)
-                .bind("user-1")
-                .fetch_one(&db.pool)
-                .await
-                .unwrap();
-        assert_eq!(locked, (Some(set), 0));
+        let mut tx = db.pool.begin().await.unwrap();
+        assert_eq!(
+            lock_user(&mut *tx, "user-1").await,
+            Some(Locked {
+                last_interaction_date: Some(set),
+                streak_day: 0,
+                friendship_level: "stranger".into()
+            })
+        );
     });
 }
 
@@ -403,35 +431,58 @@ fn applying_the_same_event_twice_fails_with_a_unique_violation_and_changes_nothi
 }
 
 #[test]
-fn a_change_to_an_unknown_user_returns_no_row_and_writes_nothing() {
+fn a_change_to_an_unknown_user_writes_nothing() {
     with_migrated_db(|db| async move {
-        let changed = try_apply(&db.pool, &Change::service("nobody", 500.0))
+        // The affected-row count of APPLY_CHANGE is its history line: none here.
+        let affected = apply_change(&db.pool, &Change::service("nobody", 500.0))
             .await
             .unwrap();
-        assert!(changed.is_none());
+        assert_eq!(affected, 0);
+        assert!(status(&db.pool, "nobody").await.is_none());
         assert!(history(&db.pool, "nobody").await.is_empty());
         assert!(transitions(&db.pool, "nobody").await.is_empty());
     });
 }
 
 #[test]
-fn lock_for_conversation_holds_the_user_row_until_the_transaction_ends() {
+fn lock_user_holds_the_user_row_until_the_transaction_ends() {
     with_migrated_db(|db| async move {
         ensure_user(&db.pool, "user-1").await;
         ensure_user(&db.pool, "user-2").await;
         let mut holder = db.pool.begin().await.unwrap();
-        sqlx::query(friendship::LOCK_FOR_CONVERSATION)
-            .bind("user-1")
-            .fetch_one(&mut *holder)
+        lock_user(&mut *holder, "user-1")
             .await
-            .unwrap();
+            .expect("user-1 exists");
 
         let mut other = db.pool.begin().await.unwrap();
         sqlx::query("SET LOCAL lock_timeout = '200ms'")
             .execute(&mut *other)
             .await
             .unwrap();
-        let blocked = try_apply(&mut *other, &Change::service("user-1", 1.0)).await;
+        // APPLY_CHANGE alone waits for the row (its own FOR UPDATE)...
+        let blocked = apply_change(&mut *other, &Change::service("user-1", 1.0)).await;
+        assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE);
+        other.rollback().await.unwrap();
+        // ...so does ENSURE_USER, which is where the components wait (a write,
+        // whose timeout reaches them with its SQLSTATE on every Spin version)...
+        let mut other = db.pool.begin().await.unwrap();
+        sqlx::query("SET LOCAL lock_timeout = '200ms'")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let blocked = sqlx::query(friendship::ENSURE_USER.sql)
+            .bind("user-1")
+            .execute(&mut *other)
+            .await;
+        assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE);
+        other.rollback().await.unwrap();
+        // ...and so does another LOCK_USER.
+        let mut other = db.pool.begin().await.unwrap();
+        sqlx::query("SET LOCAL lock_timeout = '200ms'")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let blocked = try_lock_user(&mut *other, "user-1").await;
         assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE);
         other.rollback().await.unwrap();
         apply(&db.pool, &Change::service("user-2", 1.0)).await;
@@ -445,5 +496,43 @@ fn lock_for_conversation_holds_the_user_row_until_the_transaction_ends() {
                 .friendship_score,
             3.0
         );
+    });
+}
+
+#[test]
+fn lock_user_answers_the_level_before_the_change_and_get_status_the_one_after() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        let mut tx = db.pool.begin().await.unwrap();
+        let before = lock_user(&mut *tx, "user-1").await.unwrap();
+        assert_eq!(before.friendship_level, "stranger");
+        assert_eq!(
+            apply_change(&mut *tx, &Change::service("user-1", 600.0))
+                .await
+                .unwrap(),
+            1
+        );
+        let after = status(&mut *tx, "user-1").await.unwrap();
+        assert_eq!(
+            (after.friendship_score, after.friendship_level.as_str()),
+            (600.0, "friend"),
+            "read in the same transaction, the change is there"
+        );
+        // Within the transaction, LOCK_USER now sees the new level: the level before a
+        // change is only the one read before it.
+        assert_eq!(
+            lock_user(&mut *tx, "user-1")
+                .await
+                .unwrap()
+                .friendship_level,
+            "friend"
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(
+            status(&db.pool, "user-1").await.unwrap().friendship_score,
+            0.0,
+            "rolled back with its transaction"
+        );
+        assert!(history(&db.pool, "user-1").await.is_empty());
     });
 }

@@ -1,45 +1,50 @@
-//! The agent catalogue: create, read, replace, deactivate, list with filters and pages,
+//! The agent catalogue: create, read, replace, deactivate (each write read back with a
+//! read in the same transaction, as `store::mappings` does), list with filters and pages,
 //! the catalogue version every change bumps, and the active agents of a level.
 
 use chrono::NaiveDateTime;
 use friendship_queries::mappings;
-use sqlx::PgPool;
+use serde::Deserialize;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgExecutor, PgPool, Postgres};
 
-use crate::support::{sqlstate, with_migrated_db, UNIQUE_VIOLATION};
+use crate::support::{read, sqlstate, with_migrated_db, write, UNIQUE_VIOLATION};
 
-/// A row of the mapping statements, decoded as `store::mapping_of` decodes it.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-struct Mapping {
-    id: i64,
-    friendship_level: String,
-    agent_type: String,
-    agent_id: String,
-    agent_name: String,
-    agent_description: String,
-    weight: f64,
-    is_active: bool,
-    greeting_trigger: Option<String>,
-    topic: Option<String>,
-    created_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
+/// A row of the mapping reads, decoded from JSON as `store::Mapping` decodes it.
+#[derive(Debug, Clone, PartialEq, Deserialize, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    pub id: i64,
+    pub friendship_level: String,
+    pub agent_type: String,
+    pub agent_id: String,
+    pub agent_name: String,
+    pub agent_description: String,
+    pub weight: f64,
+    pub is_active: bool,
+    pub greeting_trigger: Option<String>,
+    pub topic: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
 }
 
 /// The operator-set fields (`store::MappingFields`), `$1`..`$9` of INSERT and REPLACE.
 #[derive(Debug, Clone)]
-struct Fields {
-    level: &'static str,
-    agent_type: &'static str,
-    agent_id: String,
-    name: String,
-    description: String,
-    weight: f64,
-    is_active: bool,
-    trigger: Option<&'static str>,
-    topic: Option<&'static str>,
+pub struct Fields {
+    pub level: &'static str,
+    pub agent_type: &'static str,
+    pub agent_id: String,
+    pub name: String,
+    pub description: String,
+    pub weight: f64,
+    pub is_active: bool,
+    pub trigger: Option<&'static str>,
+    pub topic: Option<&'static str>,
 }
 
 impl Fields {
-    fn new(level: &'static str, agent_type: &'static str, agent_id: &str) -> Fields {
+    pub fn new(level: &'static str, agent_type: &'static str, agent_id: &str) -> Fields {
         Fields {
             level,
             agent_type,
@@ -55,8 +60,8 @@ impl Fields {
 
     fn bind<'q>(
         &'q self,
-        query: sqlx::query::QueryAs<'q, sqlx::Postgres, Mapping, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, Mapping, sqlx::postgres::PgArguments> {
+        query: Query<'q, Postgres, PgArguments>,
+    ) -> Query<'q, Postgres, PgArguments> {
         query
             .bind(self.level)
             .bind(self.agent_type)
@@ -90,86 +95,146 @@ impl Fields {
     }
 }
 
-async fn try_insert(pool: &PgPool, fields: &Fields) -> Result<Mapping, sqlx::Error> {
-    fields
-        .bind(sqlx::query_as(mappings::INSERT))
-        .fetch_one(pool)
+/// [`mappings::GET_BY_KEY`]: the mapping of `(level, agent type, agent_id)`.
+async fn by_key(
+    executor: impl PgExecutor<'_>,
+    level: &str,
+    agent_type: &str,
+    agent_id: &str,
+) -> Option<Mapping> {
+    read(&mappings::GET_BY_KEY)
+        .bind(level)
+        .bind(agent_type)
+        .bind(agent_id)
+        .optional(executor)
         .await
 }
 
-async fn insert(pool: &PgPool, fields: &Fields) -> Mapping {
+/// As `store::insert_mapping`: [`mappings::INSERT`], then [`mappings::GET_BY_KEY`] in the
+/// same transaction.
+pub async fn try_insert(pool: &PgPool, fields: &Fields) -> Result<Mapping, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let affected = fields
+        .bind(write(&mappings::INSERT))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    assert_eq!(affected, 1, "INSERT affects the new mapping");
+    let created = by_key(&mut *tx, fields.level, fields.agent_type, &fields.agent_id)
+        .await
+        .expect("the new mapping reads back by its key");
+    tx.commit().await?;
+    Ok(created)
+}
+
+pub async fn insert(pool: &PgPool, fields: &Fields) -> Mapping {
     try_insert(pool, fields).await.unwrap()
 }
 
+/// As `store::replace_mapping`: [`mappings::REPLACE`], then, when it affected the
+/// mapping, [`mappings::GET`] in the same transaction; `None` for an unknown id.
 async fn try_replace(
     pool: &PgPool,
     id: i64,
     fields: &Fields,
 ) -> Result<Option<Mapping>, sqlx::Error> {
-    fields
-        .bind(sqlx::query_as(mappings::REPLACE))
+    let mut tx = pool.begin().await?;
+    let affected = fields
+        .bind(write(&mappings::REPLACE))
         .bind(id)
-        .fetch_optional(pool)
-        .await
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let replaced = match affected {
+        0 => None,
+        1 => Some(
+            get(&mut *tx, id)
+                .await
+                .expect("the replaced mapping reads back"),
+        ),
+        n => panic!("REPLACE affected {n} rows"),
+    };
+    tx.commit().await?;
+    Ok(replaced)
 }
 
-async fn get(pool: &PgPool, id: i64) -> Option<Mapping> {
-    sqlx::query_as(mappings::GET)
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .unwrap()
+/// [`mappings::GET`].
+async fn get(executor: impl PgExecutor<'_>, id: i64) -> Option<Mapping> {
+    read(&mappings::GET).bind(id).optional(executor).await
 }
 
+/// As `store::deactivate_mapping`: [`mappings::DEACTIVATE`], then, when it affected the
+/// mapping, [`mappings::GET`] in the same transaction; `None` for an unknown id.
 async fn deactivate(pool: &PgPool, id: i64) -> Option<Mapping> {
-    sqlx::query_as(mappings::DEACTIVATE)
+    let mut tx = pool.begin().await.unwrap();
+    let affected = write(&mappings::DEACTIVATE)
         .bind(id)
-        .fetch_optional(pool)
+        .execute(&mut *tx)
         .await
         .unwrap()
+        .rows_affected();
+    let deactivated = match affected {
+        0 => None,
+        1 => Some(get(&mut *tx, id).await.expect("the mapping reads back")),
+        n => panic!("DEACTIVATE affected {n} rows"),
+    };
+    tx.commit().await.unwrap();
+    deactivated
 }
 
+/// [`mappings::CATALOGUE_VERSION`].
 async fn version(pool: &PgPool) -> i64 {
-    sqlx::query_scalar(mappings::CATALOGUE_VERSION)
-        .fetch_one(pool)
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Version {
+        version: i64,
+    }
+    read(&mappings::CATALOGUE_VERSION)
+        .one::<Version>(pool)
         .await
-        .unwrap()
+        .version
 }
 
 /// The list filters, `None` for no filter: `(level, agent type, is_active)`.
 type Filter = (Option<&'static str>, Option<&'static str>, Option<bool>);
 
+/// [`mappings::COUNT`].
 async fn count(pool: &PgPool, (level, agent_type, active): Filter) -> i64 {
-    sqlx::query_scalar(mappings::COUNT)
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Count {
+        total: i64,
+    }
+    read(&mappings::COUNT)
         .bind(level)
         .bind(agent_type)
         .bind(active)
-        .fetch_one(pool)
+        .one::<Count>(pool)
         .await
-        .unwrap()
+        .total
 }
 
-/// The agent ids of a page of the list.
+/// The agent ids of a page of [`mappings::LIST`].
 async fn list(
     pool: &PgPool,
     (level, agent_type, active): Filter,
     limit: i64,
     offset: i64,
 ) -> Vec<String> {
-    let rows: Vec<Mapping> = sqlx::query_as(mappings::LIST)
+    let rows: Vec<Mapping> = read(&mappings::LIST)
         .bind(level)
         .bind(agent_type)
         .bind(active)
         .bind(limit)
         .bind(offset)
-        .fetch_all(pool)
-        .await
-        .unwrap();
+        .rows(pool)
+        .await;
     rows.into_iter().map(|m| m.agent_id).collect()
 }
 
 /// A row of [`mappings::ACTIVE_AGENTS_OF_LEVEL`]: `version`, then the agent columns.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ActiveAgent {
     version: i64,
     id: Option<i64>,
@@ -183,11 +248,10 @@ struct ActiveAgent {
 }
 
 async fn active_agents(pool: &PgPool, level: &str) -> Vec<ActiveAgent> {
-    sqlx::query_as(mappings::ACTIVE_AGENTS_OF_LEVEL)
+    read(&mappings::ACTIVE_AGENTS_OF_LEVEL)
         .bind(level)
-        .fetch_all(pool)
+        .rows(pool)
         .await
-        .unwrap()
 }
 
 #[test]
@@ -457,5 +521,85 @@ fn a_level_without_active_agents_gives_one_row_of_nulls_with_the_version() {
             (row.weight, &row.greeting_trigger, &row.topic),
             (None, &None, &None)
         );
+    });
+}
+
+#[test]
+fn get_by_key_reads_the_mapping_of_exactly_that_key_and_sees_its_own_transaction() {
+    with_migrated_db(|db| async move {
+        let chess = insert(&db.pool, &Fields::new("friend", "game", "chess")).await;
+        let other_level = insert(&db.pool, &Fields::new("stranger", "game", "chess")).await;
+        let other_type = insert(&db.pool, &Fields::new("friend", "talk", "chess")).await;
+        for (key, expected) in [
+            (("friend", "game", "chess"), &chess),
+            (("stranger", "game", "chess"), &other_level),
+            (("friend", "talk", "chess"), &other_type),
+        ] {
+            assert_eq!(
+                by_key(&db.pool, key.0, key.1, key.2).await.as_ref(),
+                Some(expected),
+                "{key:?}"
+            );
+        }
+        assert_eq!(by_key(&db.pool, "friend", "greeting", "chess").await, None);
+        assert_eq!(
+            read(&mappings::GET_BY_KEY)
+                .bind("acquaintance")
+                .bind("game")
+                .bind("chess")
+                .json(&db.pool)
+                .await,
+            "[]"
+        );
+
+        // Written and read back in one transaction: the read sees the write at once,
+        // others only after the commit.
+        let fields = Fields::new("acquaintance", "game", "go");
+        let mut tx = db.pool.begin().await.unwrap();
+        fields
+            .bind(write(&mappings::INSERT))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let created = by_key(&mut *tx, "acquaintance", "game", "go")
+            .await
+            .expect("visible to its own transaction");
+        fields.assert_shown_by(&created);
+        assert_eq!(by_key(&db.pool, "acquaintance", "game", "go").await, None);
+        tx.commit().await.unwrap();
+        assert_eq!(
+            by_key(&db.pool, "acquaintance", "game", "go").await,
+            Some(created)
+        );
+    });
+}
+
+#[test]
+fn replace_and_deactivate_affect_one_row_for_a_known_id_and_none_for_an_unknown_one() {
+    with_migrated_db(|db| async move {
+        let created = insert(&db.pool, &Fields::new("friend", "game", "chess")).await;
+        let fields = Fields::new("friend", "game", "chess");
+        for (id, expected) in [(created.id, 1), (created.id + 1, 0)] {
+            let replaced = fields
+                .bind(write(&mappings::REPLACE))
+                .bind(id)
+                .execute(&db.pool)
+                .await
+                .unwrap()
+                .rows_affected();
+            assert_eq!(replaced, expected, "REPLACE of {id}");
+            for _ in 0..2 {
+                let deactivated = write(&mappings::DEACTIVATE)
+                    .bind(id)
+                    .execute(&db.pool)
+                    .await
+                    .unwrap()
+                    .rows_affected();
+                assert_eq!(
+                    deactivated, expected,
+                    "DEACTIVATE of {id}, an inactive one too"
+                );
+            }
+        }
     });
 }

@@ -1,23 +1,207 @@
-//! The statements of the crate bound as the components bind them; the fresh database
-//! per test is [`migrator::testing`].
+//! The statements of the crate run and bound as the components run and bind them; the
+//! fresh database per test is [`migrator::testing`].
+//!
+//! Running: a [`Read`] goes through [`read`], which sends `Read::sql` (not the bare
+//! select), insists on the one row with the one TEXT column `rows` that every read
+//! answers, and decodes that JSON array with serde into typed rows, as `edge::db::Db::read`
+//! does; so what the tests check is the JSON the components decode. A [`Write`] goes
+//! through [`write`] and answers its affected-row count, as Spin's `execute` does.
 //!
 //! Binding: the components bind `text`, `float8`, `int8`, `int4`, `bool`, `uuid` and
-//! NULL (see `crates/edge/src/store.rs`); the helpers here bind the same Rust types
+//! NULL (see `crates/edge/src/store/`); the helpers here bind the same Rust types
 //! (`&str`, `f64`, `i64`, `i32`, `bool`, `Uuid`, `Option::None`), so sqlx sends the same
 //! Postgres types.
+//!
+//! Decoding: rows decode as the components decode them: `AT TIME ZONE 'UTC'` timestamps
+//! as [`NaiveDateTime`] from JSON strings without an offset, UUIDs from strings, numbers
+//! as numbers, `topic_metrics` as a JSON string holding JSON. Every row type denies
+//! unknown fields, so a column added or renamed by a statement fails here first.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use friendship_domain::{TopicMetric, TopicUpdate};
-use friendship_queries::{events, friendship};
-use sqlx::PgExecutor;
+use friendship_queries::{events, friendship, Read, Write};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{Acquire, Column, PgConnection, PgExecutor, Postgres, Row, TypeInfo};
 use uuid::Uuid;
 
 pub use migrator::testing::{
     connect, sqlstate, with_db, with_migrated_db, LOCK_NOT_AVAILABLE, UNDEFINED_TABLE,
     UNIQUE_VIOLATION,
 };
+
+/// Every write of the crate by name (the crate lists its reads in
+/// [`friendship_queries::READS`]); `types::every_constant_of_the_crate_has_a_signature`
+/// checks that the two lists hold every statement constant.
+pub const WRITES: &[(&str, &Write)] = &[
+    ("events::INSERT_EVENT", &events::INSERT_EVENT),
+    ("events::MARK_PROCESSED", &events::MARK_PROCESSED),
+    ("events::RECORD_FAILURE", &events::RECORD_FAILURE),
+    ("events::MARK_UNPROCESSABLE", &events::MARK_UNPROCESSABLE),
+    ("events::REDRIVE", &events::REDRIVE),
+    ("friendship::ENSURE_USER", &friendship::ENSURE_USER),
+    ("friendship::APPLY_CHANGE", &friendship::APPLY_CHANGE),
+    ("mappings::INSERT", &friendship_queries::mappings::INSERT),
+    ("mappings::REPLACE", &friendship_queries::mappings::REPLACE),
+    (
+        "mappings::DEACTIVATE",
+        &friendship_queries::mappings::DEACTIVATE,
+    ),
+    ("rejected::INSERT", &friendship_queries::rejected::INSERT),
+];
+
+/// The name of a read, for messages (reads of the same text share their names).
+pub fn name_of(statement: &Read) -> String {
+    let names: Vec<&str> = friendship_queries::READS
+        .iter()
+        .filter(|(_, r)| *r == statement)
+        .map(|(name, _)| *name)
+        .collect();
+    if names.is_empty() {
+        "a read missing from READS".to_owned()
+    } else {
+        names.join(" or ")
+    }
+}
+
+// ----- running statements as the components do ------------------------------
+
+/// A [`Read`] being bound; run it with [`ReadQuery::rows`] and friends.
+pub struct ReadQuery<'q> {
+    name: String,
+    query: Query<'q, Postgres, PgArguments>,
+}
+
+/// Runs `statement` as the components run it: its `sql`, one row, JSON rows.
+pub fn read<'q>(statement: &Read) -> ReadQuery<'q> {
+    ReadQuery {
+        name: name_of(statement),
+        query: sqlx::query(statement.sql),
+    }
+}
+
+impl<'q> ReadQuery<'q> {
+    /// Binds the next parameter.
+    pub fn bind<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(
+        mut self,
+        value: T,
+    ) -> Self {
+        self.query = self.query.bind(value);
+        self
+    }
+
+    /// The `rows` text of the one row the read answers; panics unless the read answers
+    /// exactly one row whose one column is the TEXT `rows`, holding a JSON array.
+    pub async fn try_json<'e, 'c: 'e>(
+        self,
+        executor: impl PgExecutor<'c> + 'e,
+    ) -> Result<String, sqlx::Error>
+    where
+        'q: 'e,
+    {
+        let name = self.name.clone();
+        let answered = self.query.fetch_all(executor).await?;
+        assert_eq!(answered.len(), 1, "{name} answers exactly one row");
+        let row = &answered[0];
+        let columns: Vec<(&str, &str)> = row
+            .columns()
+            .iter()
+            .map(|c| (c.name(), c.type_info().name()))
+            .collect();
+        assert_eq!(
+            columns,
+            [("rows", "TEXT")],
+            "{name} answers one TEXT column `rows`"
+        );
+        let json: Option<String> = row.try_get("rows")?;
+        let json = json.unwrap_or_else(|| panic!("{name}: `rows` is NULL"));
+        let value: serde_json::Value = serde_json::from_str(&json)
+            .unwrap_or_else(|e| panic!("{name}: `rows` is not JSON ({e}): {json}"));
+        assert!(
+            value.is_array(),
+            "{name}: `rows` is not a JSON array: {json}"
+        );
+        Ok(json)
+    }
+
+    /// As [`ReadQuery::try_json`]; panics on a database error.
+    pub async fn json<'e, 'c: 'e>(self, executor: impl PgExecutor<'c> + 'e) -> String
+    where
+        'q: 'e,
+    {
+        let name = self.name.clone();
+        self.try_json(executor)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// Every matched row, decoded from the JSON.
+    pub async fn try_rows<'e, 'c: 'e, T: DeserializeOwned>(
+        self,
+        executor: impl PgExecutor<'c> + 'e,
+    ) -> Result<Vec<T>, sqlx::Error>
+    where
+        'q: 'e,
+    {
+        let name = self.name.clone();
+        let json = self.try_json(executor).await?;
+        Ok(serde_json::from_str(&json).unwrap_or_else(|e| {
+            panic!(
+                "{name}: rows do not decode as {} ({e}): {json}",
+                std::any::type_name::<T>()
+            )
+        }))
+    }
+
+    /// As [`ReadQuery::try_rows`]; panics on a database error.
+    pub async fn rows<'e, 'c: 'e, T: DeserializeOwned>(
+        self,
+        executor: impl PgExecutor<'c> + 'e,
+    ) -> Vec<T>
+    where
+        'q: 'e,
+    {
+        let name = self.name.clone();
+        self.try_rows(executor)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// The one matched row, or `None` when nothing matched; panics on more than one.
+    pub async fn optional<'e, 'c: 'e, T: DeserializeOwned>(
+        self,
+        executor: impl PgExecutor<'c> + 'e,
+    ) -> Option<T>
+    where
+        'q: 'e,
+    {
+        let name = self.name.clone();
+        let mut rows = self.rows(executor).await;
+        assert!(rows.len() <= 1, "{name} matched {} rows", rows.len());
+        rows.pop()
+    }
+
+    /// The one matched row; panics unless exactly one matched.
+    pub async fn one<'e, 'c: 'e, T: DeserializeOwned>(self, executor: impl PgExecutor<'c> + 'e) -> T
+    where
+        'q: 'e,
+    {
+        let name = self.name.clone();
+        self.optional(executor)
+            .await
+            .unwrap_or_else(|| panic!("{name} matched no row"))
+    }
+}
+
+/// Runs `statement` as the components run it (`execute`): bind, then
+/// `.execute(..)` answers the affected-row count.
+pub fn write<'q>(statement: &Write) -> Query<'q, Postgres, PgArguments> {
+    sqlx::query(statement.sql)
+}
 
 /// The database's clock, as a UTC date-time (read natively, where timestamptz decodes).
 pub async fn db_now(executor: impl PgExecutor<'_>) -> DateTime<Utc> {
@@ -34,20 +218,42 @@ pub fn utc(time: NaiveDateTime) -> DateTime<Utc> {
 
 // ----- events ---------------------------------------------------------------
 
-/// [`events::INSERT_EVENT`]: the new processing id, or `None` for a repeat.
+/// [`events::INSERT_EVENT`] under the new processing id `processing_id`: the number of
+/// rows it affected (1 when new, 0 for a repeat).
+pub async fn try_insert_event_as(
+    executor: impl PgExecutor<'_>,
+    processing_id: Uuid,
+    conversation_id: &str,
+    user_id: &str,
+    payload: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(write(&events::INSERT_EVENT)
+        .bind(processing_id)
+        .bind(conversation_id)
+        .bind(user_id)
+        .bind(payload)
+        .execute(executor)
+        .await?
+        .rows_affected())
+}
+
+/// [`events::INSERT_EVENT`] as `store::record_event` runs it, with a processing id
+/// generated here: that id when the event is new, `None` for a repeat.
 pub async fn insert_event(
     executor: impl PgExecutor<'_>,
     conversation_id: &str,
     user_id: &str,
     payload: &str,
 ) -> Option<Uuid> {
-    sqlx::query_scalar(events::INSERT_EVENT)
-        .bind(conversation_id)
-        .bind(user_id)
-        .bind(payload)
-        .fetch_optional(executor)
+    let processing_id = Uuid::new_v4();
+    let affected = try_insert_event_as(executor, processing_id, conversation_id, user_id, payload)
         .await
-        .unwrap()
+        .unwrap();
+    match affected {
+        1 => Some(processing_id),
+        0 => None,
+        n => panic!("INSERT_EVENT affected {n} rows"),
+    }
 }
 
 /// Records a new event for `user_id`, with a small valid payload; its processing id.
@@ -61,8 +267,9 @@ pub async fn new_event(executor: impl PgExecutor<'_>, user_id: &str) -> Uuid {
 /// A conversation-end payload in the domain's normalised form.
 pub const PAYLOAD: &str = r#"{"total_turns":4,"user_initiated_questions":1,"emotion":"happy","new_memories_count":0,"topics":[{"name":"music","turns":3,"user_questions":1}]}"#;
 
-/// A row of [`events::CLAIM_DUE_EVENT`].
-#[derive(Debug, sqlx::FromRow)]
+/// A row of [`events::CLAIM_DUE_EVENTS`].
+#[derive(Debug, PartialEq, Deserialize, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
 pub struct Claimed {
     pub processing_id: Uuid,
     pub user_id: String,
@@ -71,16 +278,26 @@ pub struct Claimed {
     pub now: NaiveDateTime,
 }
 
-/// [`events::CLAIM_DUE_EVENT`], on a connection inside a transaction.
-pub async fn claim(executor: impl PgExecutor<'_>) -> Option<Claimed> {
-    sqlx::query_as(events::CLAIM_DUE_EVENT)
-        .fetch_optional(executor)
+/// [`events::CLAIM_DUE_EVENTS`] of at most `limit` events, on a connection inside a
+/// transaction.
+pub async fn claim_up_to(executor: impl PgExecutor<'_>, limit: i64) -> Vec<Claimed> {
+    read(&events::CLAIM_DUE_EVENTS)
+        .bind(limit)
+        .rows(executor)
         .await
-        .unwrap()
+}
+
+/// [`events::CLAIM_DUE_EVENTS`] of one event, on a connection inside a transaction.
+pub async fn claim(executor: impl PgExecutor<'_>) -> Option<Claimed> {
+    read(&events::CLAIM_DUE_EVENTS)
+        .bind(1_i64)
+        .optional(executor)
+        .await
 }
 
 /// A row of [`events::GET_EVENT`].
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, PartialEq, Deserialize, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
 pub struct EventRow {
     pub processing_id: Uuid,
     pub conversation_id: String,
@@ -92,37 +309,54 @@ pub struct EventRow {
     pub processed_at: Option<NaiveDateTime>,
 }
 
+/// [`events::GET_EVENT`]; `None` when the event does not exist.
+pub async fn find_event(executor: impl PgExecutor<'_>, processing_id: Uuid) -> Option<EventRow> {
+    read(&events::GET_EVENT)
+        .bind(processing_id)
+        .optional(executor)
+        .await
+}
+
 /// [`events::GET_EVENT`]; panics when the event does not exist.
 pub async fn get_event(executor: impl PgExecutor<'_>, processing_id: Uuid) -> EventRow {
-    sqlx::query_as(events::GET_EVENT)
-        .bind(processing_id)
-        .fetch_optional(executor)
+    find_event(executor, processing_id)
         .await
-        .unwrap()
         .unwrap_or_else(|| panic!("event {processing_id} exists"))
 }
 
-/// [`events::RECORD_FAILURE`]: `(status, attempts)`, or `None` when no pending row matched.
-pub async fn record_failure(
-    executor: impl PgExecutor<'_>,
+/// [`events::RECORD_FAILURE`], then (as RECORD_FAILURE returns nothing) the event's
+/// `(status, attempts)` read back with [`events::GET_EVENT`] on the same connection;
+/// `None` when the write matched no pending row.
+pub async fn record_failure<'a>(
+    conn: impl Acquire<'a, Database = Postgres>,
     processing_id: Uuid,
     error: &str,
     max_attempts: i32,
     delay_seconds: f64,
 ) -> Option<(String, i32)> {
-    sqlx::query_as(events::RECORD_FAILURE)
+    let mut conn = conn.acquire().await.unwrap();
+    let affected = write(&events::RECORD_FAILURE)
         .bind(processing_id)
         .bind(error)
         .bind(max_attempts)
         .bind(delay_seconds)
-        .fetch_optional(executor)
+        .execute(&mut *conn)
         .await
         .unwrap()
+        .rows_affected();
+    match affected {
+        0 => None,
+        1 => {
+            let event = get_event(&mut *conn, processing_id).await;
+            Some((event.status, event.attempts))
+        }
+        n => panic!("RECORD_FAILURE affected {n} rows"),
+    }
 }
 
 /// [`events::MARK_PROCESSED`]: the number of rows it changed.
 pub async fn mark_processed(executor: impl PgExecutor<'_>, processing_id: Uuid) -> u64 {
-    sqlx::query(events::MARK_PROCESSED)
+    write(&events::MARK_PROCESSED)
         .bind(processing_id)
         .execute(executor)
         .await
@@ -145,9 +379,9 @@ pub async fn due_in_seconds(executor: impl PgExecutor<'_>, processing_id: Uuid) 
 
 // ----- friendship -----------------------------------------------------------
 
-/// The status columns every status-returning statement reads, decoded as the
-/// components decode them.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A row of [`friendship::GET_STATUS`], decoded as the components decode it.
+#[derive(Debug, Clone, PartialEq, Deserialize, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
 pub struct Status {
     pub user_id: String,
     pub friendship_score: f64,
@@ -155,6 +389,7 @@ pub struct Status {
     pub last_interaction_date: Option<NaiveDateTime>,
     pub streak_day: i32,
     pub total_turns: i64,
+    /// JSON text inside the JSON row: a string, as `store::Status` decodes it.
     pub topic_metrics: String,
     pub last_emotion: Option<String>,
 }
@@ -167,10 +402,20 @@ impl Status {
     }
 }
 
-/// A row of [`friendship::APPLY_CHANGE`].
-#[derive(Debug, sqlx::FromRow)]
+/// A row of [`friendship::LOCK_USER`]: the user as it was before a change.
+#[derive(Debug, PartialEq, Deserialize, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
+pub struct Locked {
+    pub last_interaction_date: Option<NaiveDateTime>,
+    pub streak_day: i32,
+    pub friendship_level: String,
+}
+
+/// A change applied as `store::apply_change` applies it: the status it produced
+/// ([`friendship::GET_STATUS`] after [`friendship::APPLY_CHANGE`]) and the level before
+/// it ([`friendship::LOCK_USER`] before).
+#[derive(Debug)]
 pub struct Changed {
-    #[sqlx(flatten)]
     pub status: Status,
     pub previous_level: String,
 }
@@ -242,22 +487,42 @@ impl Change {
     }
 }
 
-/// [`friendship::ENSURE_USER`].
-pub async fn ensure_user(executor: impl PgExecutor<'_>, user_id: &str) {
-    sqlx::query(friendship::ENSURE_USER)
+/// [`friendship::ENSURE_USER`]: the number of rows it affected (1 for a new user).
+pub async fn ensure_user(executor: impl PgExecutor<'_>, user_id: &str) -> u64 {
+    write(&friendship::ENSURE_USER)
         .bind(user_id)
         .execute(executor)
         .await
-        .unwrap();
+        .unwrap()
+        .rows_affected()
 }
 
-/// [`friendship::APPLY_CHANGE`], bound exactly as `store::apply_change` binds it; `None`
-/// when the user does not exist.
-pub async fn try_apply(
+/// [`friendship::LOCK_USER`]: the user's row before a change, locked until the
+/// transaction ends; `None` for an unknown user.
+pub async fn try_lock_user(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+) -> Result<Option<Locked>, sqlx::Error> {
+    let mut rows: Vec<Locked> = read(&friendship::LOCK_USER)
+        .bind(user_id)
+        .try_rows(executor)
+        .await?;
+    assert!(rows.len() <= 1, "LOCK_USER matched {} rows", rows.len());
+    Ok(rows.pop())
+}
+
+/// As [`try_lock_user`]; panics on a database error.
+pub async fn lock_user(executor: impl PgExecutor<'_>, user_id: &str) -> Option<Locked> {
+    try_lock_user(executor, user_id).await.unwrap()
+}
+
+/// [`friendship::APPLY_CHANGE`] alone, bound exactly as `store::apply_change` binds it:
+/// the affected-row count `execute` answers.
+pub async fn apply_change(
     executor: impl PgExecutor<'_>,
     change: &Change,
-) -> Result<Option<Changed>, sqlx::Error> {
-    sqlx::query_as(friendship::APPLY_CHANGE)
+) -> Result<u64, sqlx::Error> {
+    Ok(write(&friendship::APPLY_CHANGE)
         .bind(&change.user_id)
         .bind(change.score_change)
         .bind(change.turns_increment)
@@ -267,25 +532,58 @@ pub async fn try_apply(
         .bind(change.processing_id)
         .bind(change.cause)
         .bind(change.interaction)
-        .fetch_optional(executor)
-        .await
+        .execute(executor)
+        .await?
+        .rows_affected())
 }
 
-/// [`friendship::APPLY_CHANGE`] on an existing user; panics on any failure.
-pub async fn apply(executor: impl PgExecutor<'_>, change: &Change) -> Changed {
-    try_apply(executor, change)
+/// A change to an existing user as the components make it, on one connection:
+/// [`friendship::LOCK_USER`] (the level before), [`friendship::APPLY_CHANGE`], then
+/// [`friendship::GET_STATUS`]. Panics when the user does not exist.
+pub async fn try_apply_on(
+    conn: &mut PgConnection,
+    change: &Change,
+) -> Result<Changed, sqlx::Error> {
+    let before = try_lock_user(&mut *conn, &change.user_id)
+        .await?
+        .unwrap_or_else(|| panic!("user {} exists", change.user_id));
+    let affected = apply_change(&mut *conn, change).await?;
+    assert_eq!(affected, 1, "APPLY_CHANGE answers its one SELECT row");
+    let status = status(&mut *conn, &change.user_id)
         .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("user {} exists", change.user_id))
+        .expect("the changed user has a status");
+    Ok(Changed {
+        status,
+        previous_level: before.friendship_level,
+    })
+}
+
+/// As [`try_apply_on`], on a pool, a connection or a transaction (which need not be
+/// `Send`: spawned tasks use [`apply_on`]).
+pub async fn try_apply<'a>(
+    conn: impl Acquire<'a, Database = Postgres>,
+    change: &Change,
+) -> Result<Changed, sqlx::Error> {
+    let mut conn = conn.acquire().await?;
+    try_apply_on(&mut conn, change).await
+}
+
+/// As [`try_apply_on`]; panics on any failure.
+pub async fn apply_on(conn: &mut PgConnection, change: &Change) -> Changed {
+    try_apply_on(conn, change).await.unwrap()
+}
+
+/// As [`try_apply`]; panics on any failure.
+pub async fn apply<'a>(conn: impl Acquire<'a, Database = Postgres>, change: &Change) -> Changed {
+    try_apply(conn, change).await.unwrap()
 }
 
 /// [`friendship::GET_STATUS`].
 pub async fn status(executor: impl PgExecutor<'_>, user_id: &str) -> Option<Status> {
-    sqlx::query_as(friendship::GET_STATUS)
+    read(&friendship::GET_STATUS)
         .bind(user_id)
-        .fetch_optional(executor)
+        .optional(executor)
         .await
-        .unwrap()
 }
 
 /// A row of `friendship_score_history` (not read by any statement, so read directly).

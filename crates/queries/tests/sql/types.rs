@@ -4,28 +4,61 @@
 //! Spin's host prepares a statement without types, lets Postgres infer them, and then
 //! refuses a value whose type differs (an `int8` value for an `int4` parameter fails).
 //! So this module prepares each statement *untyped*, as Spin does, and compares the
-//! inferred parameter types with what `crates/edge/src/store.rs` and `scorer.rs` bind.
+//! inferred parameter types with what `crates/edge/src/store/` and `scorer.rs` bind.
 //!
-//! Spin's Postgres interface cannot return a `timestamptz` column at all (the whole
-//! query fails, even for NULL) nor a plain `json` one; every result column must be one
-//! of the types the components decode.
+//! A read runs as its `sql`, which must answer one TEXT column, `rows` (the JSON array
+//! the components decode); the fields of each JSON row are the columns of its `select`,
+//! checked here too. None of them may be a `timestamptz` (JSON renders it with an
+//! offset, which the components' `NaiveDateTime` refuses; Spin cannot return one as a
+//! column at all) nor a `json` (it would nest, where the components expect JSON text).
+//! A write runs with `execute`, which answers the affected-row count: writes return no
+//! columns.
 
-use friendship_queries::{events, friendship, health, mappings, session};
+use friendship_queries::{
+    events, friendship, health, mappings, rejected, session, Read, Write, READS,
+};
 use sqlx::{Column, Either, Executor, Statement, TypeInfo};
 
-use crate::support::with_migrated_db;
+use crate::support::{with_migrated_db, WRITES};
+
+/// How a statement runs: a read with `query` (its `sql` answers one TEXT `rows`; its
+/// `select` the documented columns), a write with `execute`.
+#[derive(Clone, Copy)]
+enum Kind {
+    Read(&'static Read),
+    Write(&'static Write),
+}
 
 /// One statement of the crate, with the parameter types the components bind and the
-/// `(name, type)` of its result columns.
+/// `(name, type)` of its result columns (for a read, those of its `select`, the fields
+/// of each JSON row).
 struct Signature {
     name: &'static str,
-    sql: &'static str,
+    kind: Kind,
     parameters: &'static [&'static str],
     columns: &'static [(&'static str, &'static str)],
 }
 
-/// The types a component decodes from a result: `bool`, `i32`, `i64`, `f64`, `String`,
-/// `NaiveDateTime` (plain `timestamp`) and `uuid`.
+impl Signature {
+    /// The text the components send.
+    fn sql(&self) -> &'static str {
+        match self.kind {
+            Kind::Read(read) => read.sql,
+            Kind::Write(write) => write.sql,
+        }
+    }
+
+    /// The text whose columns are documented: a read's select, a write itself.
+    fn documented(&self) -> &'static str {
+        match self.kind {
+            Kind::Read(read) => read.select,
+            Kind::Write(write) => write.sql,
+        }
+    }
+}
+
+/// The types a component decodes from a read's JSON: `bool`, `i32`, `i64`, `f64`,
+/// `String`, `NaiveDateTime` (a plain `timestamp`) and a UUID (as a string).
 const READABLE: [&str; 7] = [
     "BOOL",
     "INT4",
@@ -36,6 +69,9 @@ const READABLE: [&str; 7] = [
     "UUID",
 ];
 
+/// What `Read::sql` answers, whatever the read.
+const ROWS: [(&str, &str); 1] = [("rows", "TEXT")];
+
 const STATUS: [(&str, &str); 8] = [
     ("user_id", "TEXT"),
     ("friendship_score", "FLOAT8"),
@@ -45,18 +81,6 @@ const STATUS: [(&str, &str); 8] = [
     ("total_turns", "INT8"),
     ("topic_metrics", "TEXT"),
     ("last_emotion", "TEXT"),
-];
-
-const APPLIED: [(&str, &str); 9] = [
-    STATUS[0],
-    STATUS[1],
-    STATUS[2],
-    STATUS[3],
-    STATUS[4],
-    STATUS[5],
-    STATUS[6],
-    STATUS[7],
-    ("previous_level", "TEXT"),
 ];
 
 const MAPPING: [(&str, &str); 12] = [
@@ -88,13 +112,13 @@ const SIGNATURES: &[Signature] = &[
     // events
     Signature {
         name: "events::INSERT_EVENT",
-        sql: events::INSERT_EVENT,
-        parameters: &["TEXT", "TEXT", "TEXT"],
-        columns: &[("processing_id", "UUID")],
+        kind: Kind::Write(&events::INSERT_EVENT),
+        parameters: &["UUID", "TEXT", "TEXT", "TEXT"],
+        columns: &[],
     },
     Signature {
         name: "events::FIND_EVENT_BY_CONVERSATION",
-        sql: events::FIND_EVENT_BY_CONVERSATION,
+        kind: Kind::Read(&events::FIND_EVENT_BY_CONVERSATION),
         parameters: &["TEXT", "TEXT"],
         columns: &[
             ("processing_id", "UUID"),
@@ -104,7 +128,7 @@ const SIGNATURES: &[Signature] = &[
     },
     Signature {
         name: "events::GET_EVENT",
-        sql: events::GET_EVENT,
+        kind: Kind::Read(&events::GET_EVENT),
         parameters: &["UUID"],
         columns: &[
             ("processing_id", "UUID"),
@@ -119,20 +143,20 @@ const SIGNATURES: &[Signature] = &[
     },
     Signature {
         name: "session::CLEAN",
-        sql: session::CLEAN,
+        kind: Kind::Read(&session::CLEAN),
         parameters: &[],
         columns: &[("clean", "BOOL")],
     },
     Signature {
         name: "events::ANY_DUE",
-        sql: events::ANY_DUE,
+        kind: Kind::Read(&events::ANY_DUE),
         parameters: &[],
         columns: &[("due", "BOOL")],
     },
     Signature {
-        name: "events::CLAIM_DUE_EVENT",
-        sql: events::CLAIM_DUE_EVENT,
-        parameters: &[],
+        name: "events::CLAIM_DUE_EVENTS",
+        kind: Kind::Read(&events::CLAIM_DUE_EVENTS),
+        parameters: &["INT8"],
         columns: &[
             ("processing_id", "UUID"),
             ("user_id", "TEXT"),
@@ -143,117 +167,124 @@ const SIGNATURES: &[Signature] = &[
     },
     Signature {
         name: "events::MARK_PROCESSED",
-        sql: events::MARK_PROCESSED,
+        kind: Kind::Write(&events::MARK_PROCESSED),
         parameters: &["UUID"],
         columns: &[],
     },
     Signature {
         name: "events::RECORD_FAILURE",
-        sql: events::RECORD_FAILURE,
+        kind: Kind::Write(&events::RECORD_FAILURE),
         parameters: &["UUID", "TEXT", "INT4", "FLOAT8"],
-        columns: &[("status", "TEXT"), ("attempts", "INT4")],
+        columns: &[],
     },
     Signature {
         name: "events::MARK_UNPROCESSABLE",
-        sql: events::MARK_UNPROCESSABLE,
+        kind: Kind::Write(&events::MARK_UNPROCESSABLE),
         parameters: &["UUID", "TEXT"],
         columns: &[],
     },
     Signature {
         name: "events::REDRIVE",
-        sql: events::REDRIVE,
+        kind: Kind::Write(&events::REDRIVE),
         parameters: &["FLOAT8"],
-        columns: &[("processing_id", "UUID")],
+        columns: &[],
     },
     // friendship
     Signature {
         name: "friendship::GET_STATUS",
-        sql: friendship::GET_STATUS,
+        kind: Kind::Read(&friendship::GET_STATUS),
         parameters: &["TEXT"],
         columns: &STATUS,
     },
     Signature {
         name: "friendship::GET_LEVEL",
-        sql: friendship::GET_LEVEL,
+        kind: Kind::Read(&friendship::GET_LEVEL),
         parameters: &["TEXT"],
         columns: &[("friendship_level", "TEXT")],
     },
     Signature {
         name: "friendship::ENSURE_USER",
-        sql: friendship::ENSURE_USER,
+        kind: Kind::Write(&friendship::ENSURE_USER),
         parameters: &["TEXT"],
         columns: &[],
     },
     Signature {
-        name: "friendship::LOCK_FOR_CONVERSATION",
-        sql: friendship::LOCK_FOR_CONVERSATION,
+        name: "friendship::LOCK_USER",
+        kind: Kind::Read(&friendship::LOCK_USER),
         parameters: &["TEXT"],
         columns: &[
             ("last_interaction_date", "TIMESTAMP"),
             ("streak_day", "INT4"),
+            ("friendship_level", "TEXT"),
         ],
     },
     Signature {
         name: "friendship::APPLY_CHANGE",
-        sql: friendship::APPLY_CHANGE,
+        kind: Kind::Write(&friendship::APPLY_CHANGE),
         parameters: &[
             "TEXT", "FLOAT8", "INT8", "INT4", "TEXT", "TEXT", "UUID", "TEXT", "BOOL",
         ],
-        columns: &APPLIED,
+        columns: &[],
     },
     // health
     Signature {
         name: "health::PROBE",
-        sql: health::PROBE,
+        kind: Kind::Read(&health::PROBE),
         parameters: &[],
         columns: &[("version", "INT8")],
     },
     // mappings
     Signature {
         name: "mappings::COUNT",
-        sql: mappings::COUNT,
+        kind: Kind::Read(&mappings::COUNT),
         parameters: &["TEXT", "TEXT", "BOOL"],
         columns: &[("total", "INT8")],
     },
     Signature {
         name: "mappings::LIST",
-        sql: mappings::LIST,
+        kind: Kind::Read(&mappings::LIST),
         parameters: &["TEXT", "TEXT", "BOOL", "INT8", "INT8"],
         columns: &MAPPING,
     },
     Signature {
         name: "mappings::GET",
-        sql: mappings::GET,
+        kind: Kind::Read(&mappings::GET),
         parameters: &["INT8"],
+        columns: &MAPPING,
+    },
+    Signature {
+        name: "mappings::GET_BY_KEY",
+        kind: Kind::Read(&mappings::GET_BY_KEY),
+        parameters: &["TEXT", "TEXT", "TEXT"],
         columns: &MAPPING,
     },
     Signature {
         name: "mappings::INSERT",
-        sql: mappings::INSERT,
+        kind: Kind::Write(&mappings::INSERT),
         parameters: &MAPPING_FIELDS,
-        columns: &MAPPING,
+        columns: &[],
     },
     Signature {
         name: "mappings::REPLACE",
-        sql: mappings::REPLACE,
+        kind: Kind::Write(&mappings::REPLACE),
         parameters: &REPLACE_PARAMETERS,
-        columns: &MAPPING,
+        columns: &[],
     },
     Signature {
         name: "mappings::DEACTIVATE",
-        sql: mappings::DEACTIVATE,
+        kind: Kind::Write(&mappings::DEACTIVATE),
         parameters: &["INT8"],
-        columns: &MAPPING,
+        columns: &[],
     },
     Signature {
         name: "mappings::CATALOGUE_VERSION",
-        sql: mappings::CATALOGUE_VERSION,
+        kind: Kind::Read(&mappings::CATALOGUE_VERSION),
         parameters: &[],
         columns: &[("version", "INT8")],
     },
     Signature {
         name: "mappings::ACTIVE_AGENTS_OF_LEVEL",
-        sql: mappings::ACTIVE_AGENTS_OF_LEVEL,
+        kind: Kind::Read(&mappings::ACTIVE_AGENTS_OF_LEVEL),
         parameters: &["TEXT"],
         columns: &[
             ("version", "INT8"),
@@ -265,6 +296,33 @@ const SIGNATURES: &[Signature] = &[
             ("weight", "FLOAT8"),
             ("greeting_trigger", "TEXT"),
             ("topic", "TEXT"),
+        ],
+    },
+    // rejected
+    Signature {
+        name: "rejected::INSERT",
+        kind: Kind::Write(&rejected::INSERT),
+        parameters: &["TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "INT4"],
+        columns: &[],
+    },
+    Signature {
+        name: "rejected::COUNT",
+        kind: Kind::Read(&rejected::COUNT),
+        parameters: &[],
+        columns: &[("total", "INT8")],
+    },
+    Signature {
+        name: "rejected::LIST",
+        kind: Kind::Read(&rejected::LIST),
+        parameters: &["INT8", "INT8"],
+        columns: &[
+            ("id", "INT8"),
+            ("source", "TEXT"),
+            ("stream_entry_id", "TEXT"),
+            ("reason", "TEXT"),
+            ("payload_head", "TEXT"),
+            ("payload_bytes", "INT4"),
+            ("received_at", "TIMESTAMP"),
         ],
     },
 ];
@@ -293,9 +351,36 @@ async fn prepare(pool: &sqlx::PgPool, sql: &str) -> (Vec<String>, Vec<(String, S
 fn every_statement_infers_the_parameter_types_the_components_bind() {
     with_migrated_db(|db| async move {
         for signature in SIGNATURES {
-            let (parameters, _) = prepare(&db.pool, signature.sql).await;
+            let (parameters, _) = prepare(&db.pool, signature.sql()).await;
             assert_eq!(parameters, signature.parameters, "{}", signature.name);
+            if let Kind::Read(read) = signature.kind {
+                let (select, _) = prepare(&db.pool, read.select).await;
+                assert_eq!(
+                    select, parameters,
+                    "{}: the wrapping keeps them",
+                    signature.name
+                );
+            }
         }
+    });
+}
+
+#[test]
+fn every_read_answers_one_text_column_rows() {
+    with_migrated_db(|db| async move {
+        let mut reads = 0;
+        for signature in SIGNATURES {
+            if let Kind::Read(_) = signature.kind {
+                let (_, columns) = prepare(&db.pool, signature.sql()).await;
+                let expected: Vec<(String, String)> = ROWS
+                    .iter()
+                    .map(|(name, ty)| ((*name).to_owned(), (*ty).to_owned()))
+                    .collect();
+                assert_eq!(columns, expected, "{}", signature.name);
+                reads += 1;
+            }
+        }
+        assert_eq!(reads, READS.len());
     });
 }
 
@@ -303,7 +388,7 @@ fn every_statement_infers_the_parameter_types_the_components_bind() {
 fn every_statement_returns_the_documented_columns_in_order() {
     with_migrated_db(|db| async move {
         for signature in SIGNATURES {
-            let (_, columns) = prepare(&db.pool, signature.sql).await;
+            let (_, columns) = prepare(&db.pool, signature.documented()).await;
             let expected: Vec<(String, String)> = signature
                 .columns
                 .iter()
@@ -315,11 +400,11 @@ fn every_statement_returns_the_documented_columns_in_order() {
 }
 
 #[test]
-fn no_statement_returns_a_timestamptz_or_json_column() {
+fn no_read_returns_a_timestamptz_or_json_column() {
     with_migrated_db(|db| async move {
         let mut returning = 0;
         for signature in SIGNATURES {
-            let (_, columns) = prepare(&db.pool, signature.sql).await;
+            let (_, columns) = prepare(&db.pool, signature.documented()).await;
             returning += usize::from(!columns.is_empty());
             for (name, ty) in columns {
                 assert!(
@@ -329,33 +414,116 @@ fn no_statement_returns_a_timestamptz_or_json_column() {
                 );
             }
         }
-        assert_eq!(
-            returning, 21,
-            "every SELECT and RETURNING statement was checked"
-        );
+        assert_eq!(returning, READS.len(), "every read's select was checked");
     });
 }
 
 #[test]
-fn every_constant_of_the_crate_has_a_signature() {
-    let sources = [
-        ("events", include_str!("../../src/events.rs")),
-        ("friendship", include_str!("../../src/friendship.rs")),
-        ("health", include_str!("../../src/health.rs")),
-        ("mappings", include_str!("../../src/mappings.rs")),
-        ("session", include_str!("../../src/session.rs")),
-    ];
-    let mut constants: Vec<String> = sources
+fn no_write_returns_columns() {
+    for signature in SIGNATURES {
+        if let Kind::Write(_) = signature.kind {
+            assert!(signature.columns.is_empty(), "{}", signature.name);
+        }
+    }
+}
+
+/// The statement modules of the crate, with their sources.
+const SOURCES: [(&str, &str); 6] = [
+    ("events", include_str!("../../src/events.rs")),
+    ("friendship", include_str!("../../src/friendship.rs")),
+    ("health", include_str!("../../src/health.rs")),
+    ("mappings", include_str!("../../src/mappings.rs")),
+    ("rejected", include_str!("../../src/rejected.rs")),
+    ("session", include_str!("../../src/session.rs")),
+];
+
+#[test]
+fn the_constant_scan_reads_every_module_of_the_crate() {
+    let mut modules: Vec<&str> = include_str!("../../src/lib.rs")
+        .lines()
+        .filter_map(|line| line.strip_prefix("pub mod ")?.strip_suffix(';'))
+        .collect();
+    modules.sort();
+    let scanned: Vec<&str> = SOURCES.iter().map(|(module, _)| *module).collect();
+    assert_eq!(scanned, modules, "add the new module to SOURCES");
+}
+
+/// `(module::NAME, type)` of every `pub const` of the crate's sources.
+fn constants() -> Vec<(String, String)> {
+    let sources = SOURCES;
+    let mut constants: Vec<(String, String)> = sources
         .iter()
         .flat_map(|(module, source)| {
             source.lines().filter_map(move |line| {
-                let name = line.strip_prefix("pub const ")?.split(':').next()?;
-                Some(format!("{module}::{name}"))
+                let (name, rest) = line.strip_prefix("pub const ")?.split_once(':')?;
+                let ty = rest.split('=').next()?.trim().to_owned();
+                Some((format!("{module}::{}", name.trim()), ty))
             })
         })
         .collect();
     constants.sort();
-    let mut listed: Vec<String> = SIGNATURES.iter().map(|s| s.name.to_owned()).collect();
+    constants
+}
+
+#[test]
+fn every_constant_of_the_crate_has_a_signature() {
+    let constants = constants();
+    assert!(
+        constants.len() >= 25,
+        "the scan finds the constants: {constants:?}"
+    );
+    for (name, ty) in &constants {
+        assert!(
+            ty == "Read" || ty == "Write",
+            "{name} is a `{ty}`: every statement is a Read or a Write"
+        );
+    }
+    let mut listed: Vec<(String, String)> = SIGNATURES
+        .iter()
+        .map(|s| {
+            let ty = match s.kind {
+                Kind::Read(_) => "Read",
+                Kind::Write(_) => "Write",
+            };
+            (s.name.to_owned(), ty.to_owned())
+        })
+        .collect();
     listed.sort();
     assert_eq!(listed, constants);
+}
+
+#[test]
+fn every_read_is_in_reads_and_every_write_in_writes_under_its_own_name() {
+    let constants = constants();
+    let mut reads: Vec<&str> = READS.iter().map(|(name, _)| *name).collect();
+    let mut writes: Vec<&str> = WRITES.iter().map(|(name, _)| *name).collect();
+    reads.sort();
+    writes.sort();
+    let expected = |kind: &str| -> Vec<&str> {
+        constants
+            .iter()
+            .filter(|(_, ty)| ty == kind)
+            .map(|(name, _)| name.as_str())
+            .collect()
+    };
+    assert_eq!(reads, expected("Read"), "READS lists every Read constant");
+    assert_eq!(
+        writes,
+        expected("Write"),
+        "WRITES lists every Write constant"
+    );
+
+    // And each entry is the constant it is named after.
+    for signature in SIGNATURES {
+        match signature.kind {
+            Kind::Read(read) => {
+                let listed = READS.iter().find(|(name, _)| *name == signature.name);
+                assert_eq!(listed.map(|(_, r)| *r), Some(read), "{}", signature.name);
+            }
+            Kind::Write(write) => {
+                let listed = WRITES.iter().find(|(name, _)| *name == signature.name);
+                assert_eq!(listed.map(|(_, w)| *w), Some(write), "{}", signature.name);
+            }
+        }
+    }
 }

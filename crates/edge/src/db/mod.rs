@@ -1,0 +1,195 @@
+//! Postgres through Spin's `spin:postgres@4.0.0`: the one door every
+//! statement of `friendship-queries` goes through.
+//!
+//! - A [`Read`] runs with `query` and always answers exactly one row (see
+//!   `friendship-queries`), whose JSON array is decoded here into typed rows:
+//!   no read can meet Spin 4.0.0–4.0.2's hang on an empty result.
+//! - A [`Write`] runs with `execute`, whose database errors carry their
+//!   SQLSTATE on every Spin version.
+//! - Before the first write or transaction on a connection, a transaction
+//!   that a crashed instance left open on the pooled connection is rolled
+//!   back, so no write can ever join it. Callers cannot forget it: it is done
+//!   here, once per connection.
+//! - Every failure becomes a [`DbError`] classified by [`failure`].
+
+pub mod failure;
+
+use std::cell::Cell;
+
+use friendship_queries::{session, Read, Write};
+use serde::de::DeserializeOwned;
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue};
+
+use crate::config;
+pub use failure::{DbError, DbErrorKind};
+
+/// An open connection (pooled by Spin from 3.4 on).
+pub struct Db {
+    conn: Connection,
+    /// No write or transaction of ours has run on this connection yet: it
+    /// may come from the pool still inside one left by a crashed instance.
+    fresh: Cell<bool>,
+}
+
+impl Db {
+    /// Opens the database named by the `db_url` variable.
+    pub fn open() -> Result<Db, DbError> {
+        let url = config::db_url().map_err(|e| DbError::config(e.to_string()))?;
+        let conn = Connection::open(&url).map_err(failure::classify)?;
+        Ok(Db {
+            conn,
+            fresh: Cell::new(true),
+        })
+    }
+
+    /// Runs a read and decodes every matched row.
+    pub fn read<T: DeserializeOwned>(
+        &self,
+        statement: &Read,
+        params: &[ParameterValue],
+    ) -> Result<Vec<T>, DbError> {
+        let set = self
+            .conn
+            .query(statement.sql, params)
+            .map_err(failure::classify)?;
+        let json = match set.rows.first().and_then(|row| row.first()) {
+            Some(DbValue::Str(json)) => json,
+            _ => {
+                return Err(DbError::decoding(
+                    "a read answered without its `rows` column".into(),
+                ))
+            }
+        };
+        serde_json::from_str(json)
+            .map_err(|e| DbError::decoding(format!("rows of a read do not decode: {e}")))
+    }
+
+    /// Runs a read and decodes its first row, if any matched.
+    pub fn read_one<T: DeserializeOwned>(
+        &self,
+        statement: &Read,
+        params: &[ParameterValue],
+    ) -> Result<Option<T>, DbError> {
+        Ok(self.read(statement, params)?.into_iter().next())
+    }
+
+    /// Runs a read that always matches one row (a count, a version, a flag).
+    pub fn read_single<T: DeserializeOwned>(
+        &self,
+        statement: &Read,
+        params: &[ParameterValue],
+    ) -> Result<T, DbError> {
+        self.read_one(statement, params)?
+            .ok_or_else(|| DbError::decoding("a single-row read matched no row".into()))
+    }
+
+    /// Runs a write; the number of rows it affected.
+    pub fn write(&self, statement: &Write, params: &[ParameterValue]) -> Result<u64, DbError> {
+        self.leave_stale_transaction()?;
+        self.execute(statement.sql, params)
+    }
+
+    /// Runs `work` in a transaction that is always finished explicitly: a
+    /// pooled connection must never go back to the pool inside one.
+    pub fn transaction<T, E: From<DbError>>(
+        &self,
+        work: impl FnOnce(&Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.leave_stale_transaction()?;
+        self.execute("BEGIN", &[])?;
+        match work(self) {
+            Ok(value) => {
+                self.execute("COMMIT", &[])?;
+                Ok(value)
+            }
+            Err(error) => {
+                // The original error matters more than a failed rollback.
+                let _ = self.execute("ROLLBACK", &[]);
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs `work` inside a savepoint of the current transaction: when it
+    /// fails, only its own changes are undone and the transaction goes on.
+    pub fn savepoint<T, E: From<DbError>>(
+        &self,
+        work: impl FnOnce(&Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.execute("SAVEPOINT work", &[])?;
+        match work(self) {
+            Ok(value) => {
+                self.execute("RELEASE SAVEPOINT work", &[])?;
+                Ok(value)
+            }
+            Err(error) => {
+                self.execute("ROLLBACK TO SAVEPOINT work", &[])?;
+                Err(error)
+            }
+        }
+    }
+
+    fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, DbError> {
+        self.conn.execute(sql, params).map_err(failure::classify)
+    }
+
+    /// Before this connection's first write: a connection can come back from
+    /// Spin's pool still inside a transaction that a crashed instance left
+    /// open, and a write made inside it would never commit. The check is a
+    /// read that warns nothing (`ROLLBACK` outside a transaction would log a
+    /// warning on the server for every request). A transaction already
+    /// aborted refuses even that read (SQLSTATE 25P02): rolled back too.
+    fn leave_stale_transaction(&self) -> Result<(), DbError> {
+        if !self.fresh.replace(false) {
+            return Ok(());
+        }
+        #[derive(serde::Deserialize)]
+        struct Clean {
+            clean: bool,
+        }
+        let clean = match self.read_single::<Clean>(&session::CLEAN, &[]) {
+            Ok(row) => row.clean,
+            Err(e) if e.sqlstate() == Some(failure::IN_FAILED_TRANSACTION) => false,
+            Err(e) => return Err(e),
+        };
+        if !clean {
+            self.execute("ROLLBACK", &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// A text parameter, or NULL.
+pub fn text_or_null(value: Option<&str>) -> ParameterValue {
+    match value {
+        Some(v) => ParameterValue::Str(v.to_owned()),
+        None => ParameterValue::DbNull,
+    }
+}
+
+/// A UUID parameter.
+pub fn uuid_param(id: uuid::Uuid) -> ParameterValue {
+    ParameterValue::Uuid(id.to_string())
+}
+
+/// Deserializes a `timestamp` read as `col AT TIME ZONE 'UTC'` (JSON renders
+/// it without an offset) into a UTC date-time.
+pub mod utc {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        Ok(NaiveDateTime::deserialize(d)?.and_utc())
+    }
+
+    /// As the parent module, for a nullable column.
+    pub mod option {
+        use super::*;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            Ok(Option::<NaiveDateTime>::deserialize(d)?.map(|t| t.and_utc()))
+        }
+    }
+}

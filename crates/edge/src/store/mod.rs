@@ -1,0 +1,44 @@
+//! Storage: every read and write of the service's Postgres state, as typed
+//! functions over the statements of `friendship-queries`, one module per
+//! concern as there: [`events`], [`friendship`], [`mappings`], [`rejected`].
+//! Nothing outside this module and [`crate::db`] names a SQL statement.
+
+pub mod events;
+pub mod friendship;
+pub mod mappings;
+pub mod rejected;
+
+pub use events::*;
+pub use friendship::*;
+pub use mappings::*;
+pub use rejected::*;
+
+/// Deserializes a text column through the domain type's `FromStr`, the one
+/// mapping of each database enum (`Level`, `AgentType`, `Emotion`, …).
+pub(crate) mod parsed {
+    use serde::{de::Error, Deserialize, Deserializer};
+    use std::str::FromStr;
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|_| D::Error::custom(format!("unexpected stored value {text:?}")))
+    }
+
+    /// As the parent module, for a nullable column.
+    pub mod option {
+        use super::*;
+
+        pub fn deserialize<'de, D: Deserializer<'de>, T: FromStr>(
+            d: D,
+        ) -> Result<Option<T>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(text) => text
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| D::Error::custom(format!("unexpected stored value {text:?}"))),
+            }
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The rules every statement kind obeys, checked over every statement of the crate
+//! (`friendship_queries::READS` and `support::WRITES`):
+//! - a read answers exactly one row, whose TEXT `rows` is a JSON array, even when
+//!   nothing matches (Spin 4.0.0–4.0.2 never return from a `query` with no rows);
+//! - a read changes nothing (no `ModifyTable` in its plan), and only the
+//!   `LOCKING_READS` lock rows (`LockRows`);
+//! - a write prepares untyped, as Spin prepares it;
+//! - the JSON of a read carries exactly what its select answers.
+//!
+//! Statements are prepared with SQL `PREPARE` (Postgres infers the parameter types, as
+//! for Spin) over the simple protocol, and executed with a NULL for every parameter.
+
+use std::collections::BTreeSet;
+
+use friendship_queries::{events, friendship, mappings, Read, LOCKING_READS, READS};
+use serde_json::{json, Value};
+use sqlx::{Column, PgConnection, Row, TypeInfo};
+
+use crate::mappings::{insert, Fields, Mapping};
+use crate::support::{
+    apply, ensure_user, mark_processed, new_event, read, with_migrated_db, Change, Claimed,
+    EventRow, Locked, Status, WRITES,
+};
+
+/// The name every statement is prepared under here.
+const PREPARED: &str = "rule_statement";
+
+/// `PREPARE`s `sql` untyped on `conn`; the number of parameters Postgres inferred.
+async fn prepare(conn: &mut PgConnection, name: &str, sql: &str) -> usize {
+    sqlx::raw_sql(&format!("PREPARE {PREPARED} AS {sql}"))
+        .execute(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{name} does not prepare untyped: {e}"));
+    let count: Option<i32> = sqlx::query_scalar(
+        "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = $1",
+    )
+    .bind(PREPARED)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    count.unwrap_or(0) as usize
+}
+
+async fn deallocate(conn: &mut PgConnection) {
+    sqlx::raw_sql(&format!("DEALLOCATE {PREPARED}"))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// `EXECUTE` of the prepared statement with a NULL for each of its `parameters`.
+fn execute_with_nulls(parameters: usize) -> String {
+    if parameters == 0 {
+        format!("EXECUTE {PREPARED}")
+    } else {
+        format!(
+            "EXECUTE {PREPARED}({})",
+            vec!["NULL"; parameters].join(", ")
+        )
+    }
+}
+
+fn is_locking(statement: &Read) -> bool {
+    LOCKING_READS.contains(&statement)
+}
+
+/// Runs `body` on one connection for every read, inside a transaction for the locking
+/// ones (rolled back), with the read prepared as `PREPARED`; `body` gets the read's
+/// name and parameter count.
+async fn for_every_read<F>(conn: &mut PgConnection, mut body: F)
+where
+    F: for<'c> FnMut(
+        &'c mut PgConnection,
+        &'static str,
+        &'static Read,
+        usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'c>>,
+{
+    for (name, statement) in READS {
+        let locking = is_locking(statement);
+        if locking {
+            sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
+        }
+        let parameters = prepare(conn, name, statement.sql).await;
+        body(&mut *conn, name, statement, parameters).await;
+        deallocate(conn).await;
+        if locking {
+            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.unwrap();
+        }
+    }
+}
+
+/// The `rows` of every read when nothing matches, on a freshly migrated database: no
+/// catalogue, no user, no event; only the catalogue version the migration creates.
+fn answers_when_nothing_matches(name: &str) -> Value {
+    let version = json!([{ "version": 1 }]);
+    match name {
+        "events::ANY_DUE" => json!([{ "due": false }]),
+        "mappings::COUNT" | "rejected::COUNT" => json!([{ "total": 0 }]),
+        "mappings::CATALOGUE_VERSION" | "health::PROBE" => version,
+        // Outside a transaction that wrote or locked.
+        "session::CLEAN" => json!([{ "clean": true }]),
+        // The version is always there, with NULL agent columns when no agent matches.
+        "mappings::ACTIVE_AGENTS_OF_LEVEL" => json!([{
+            "version": 1, "id": null, "agent_id": null, "agent_name": null,
+            "agent_description": null, "agent_type": null, "weight": null,
+            "greeting_trigger": null, "topic": null,
+        }]),
+        _ => json!([]),
+    }
+}
+
+#[test]
+fn every_read_answers_exactly_one_row_holding_a_json_array_when_nothing_matches() {
+    with_migrated_db(|db| async move {
+        let empty: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM friendship_agent_mapping)
+                  + (SELECT count(*) FROM friendship_status)
+                  + (SELECT count(*) FROM conversation_events)
+                  + (SELECT count(*) FROM rejected_messages)",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            empty, 0,
+            "a fresh database: no catalogue, user, event or rejection"
+        );
+
+        let mut conn = db.pool.acquire().await.unwrap();
+        let mut checked = 0;
+        for_every_read(&mut conn, |conn, name, _, parameters| {
+            checked += 1;
+            Box::pin(async move {
+                let answered = sqlx::raw_sql(&execute_with_nulls(parameters))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name} with NULLs: {e}"));
+                assert_eq!(answered.len(), 1, "{name} answers exactly one row");
+                let row = &answered[0];
+                let columns: Vec<(&str, &str)> = row
+                    .columns()
+                    .iter()
+                    .map(|c| (c.name(), c.type_info().name()))
+                    .collect();
+                assert_eq!(columns, [("rows", "TEXT")], "{name}");
+                let rows: Option<String> = row.try_get("rows").unwrap();
+                let rows = rows.unwrap_or_else(|| panic!("{name}: `rows` is NULL"));
+                let rows: Value = serde_json::from_str(&rows)
+                    .unwrap_or_else(|e| panic!("{name}: `rows` is not JSON ({e}): {rows}"));
+                assert!(rows.is_array(), "{name}: {rows}");
+                assert_eq!(rows, answers_when_nothing_matches(name), "{name}");
+            })
+        })
+        .await;
+        assert_eq!(checked, READS.len());
+    });
+}
+
+/// Every `Node Type` of an `EXPLAIN (FORMAT JSON)` plan, at any depth (CTEs and
+/// subplans included).
+fn node_types(plan: &Value, found: &mut BTreeSet<String>) {
+    match plan {
+        Value::Object(fields) => {
+            for (key, value) in fields {
+                match (key.as_str(), value) {
+                    ("Node Type", Value::String(node)) => {
+                        found.insert(node.clone());
+                    }
+                    _ => node_types(value, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| node_types(item, found)),
+        _ => {}
+    }
+}
+
+/// The node types of the plan of the prepared statement, run with NULLs.
+async fn plan_nodes(conn: &mut PgConnection, name: &str, parameters: usize) -> BTreeSet<String> {
+    let explain = format!("EXPLAIN (FORMAT JSON) {}", execute_with_nulls(parameters));
+    let row = sqlx::raw_sql(&explain)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {explain}: {e}"));
+    let plan: Value = row.try_get(0).unwrap();
+    let mut found = BTreeSet::new();
+    node_types(&plan, &mut found);
+    assert!(!found.is_empty(), "{name}: no plan node found in {plan}");
+    found
+}
+
+#[test]
+fn no_read_changes_anything_and_only_the_locking_reads_lock_rows() {
+    with_migrated_db(|db| async move {
+        let mut conn = db.pool.acquire().await.unwrap();
+        let mut locking = Vec::new();
+        for_every_read(&mut conn, |conn, name, statement, parameters| {
+            if is_locking(statement) {
+                locking.push(name);
+            }
+            Box::pin(async move {
+                let nodes = plan_nodes(conn, name, parameters).await;
+                assert!(
+                    !nodes.contains("ModifyTable"),
+                    "{name} changes the database: {nodes:?}"
+                );
+                assert_eq!(
+                    nodes.contains("LockRows"),
+                    is_locking(statement),
+                    "{name}: locks rows if and only if it is in LOCKING_READS: {nodes:?}"
+                );
+            })
+        })
+        .await;
+        assert_eq!(
+            locking,
+            ["events::CLAIM_DUE_EVENTS", "friendship::LOCK_USER"],
+            "the locking reads were all found in READS"
+        );
+    });
+}
+
+#[test]
+fn every_write_prepares_untyped_and_its_plan_modifies_a_table() {
+    with_migrated_db(|db| async move {
+        let mut conn = db.pool.acquire().await.unwrap();
+        for (name, statement) in WRITES {
+            let parameters = prepare(&mut conn, name, statement.sql).await;
+            assert!(parameters > 0, "{name} takes parameters");
+            // The same detector that finds no ModifyTable in any read finds one here.
+            let nodes = plan_nodes(&mut conn, name, parameters).await;
+            assert!(nodes.contains("ModifyTable"), "{name}: {nodes:?}");
+            deallocate(&mut conn).await;
+        }
+    });
+}
+
+#[test]
+fn the_json_of_a_read_carries_exactly_what_its_select_answers() {
+    with_migrated_db(|db| async move {
+        // A user with a score, topics, an emotion, a streak and an interaction date.
+        ensure_user(&db.pool, "user-1").await;
+        let event = new_event(&db.pool, "user-1").await;
+        let now = chrono::Utc::now();
+        let change = Change {
+            streak_day: Some(4),
+            last_emotion: Some("happy"),
+            ..Change::conversation("user-1", event, 123.456_789, 7)
+                .topic("music", 4.25, 3, now)
+                .topic("chess \"quoted\" é", 0.1, 1, now)
+        };
+        apply(&db.pool, &change).await;
+        assert_eq!(mark_processed(&db.pool, event).await, 1);
+        let pending = new_event(&db.pool, "user-1").await;
+        let mut fields = Fields::new("friend", "greeting", "birthday-bot");
+        fields.trigger = Some("birthday");
+        fields.weight = 0.1;
+        let mapping = insert(&db.pool, &fields).await;
+
+        async fn both<T>(
+            conn: &mut PgConnection,
+            statement: &Read,
+            bind: &[Bind],
+        ) -> (Vec<T>, Vec<T>)
+        where
+            T: serde::de::DeserializeOwned
+                + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+                + Send
+                + Unpin,
+        {
+            let mut select = sqlx::query_as::<_, T>(statement.select);
+            let mut json = read(statement);
+            for value in bind {
+                match value {
+                    Bind::Text(v) => {
+                        select = select.bind(*v);
+                        json = json.bind(*v);
+                    }
+                    Bind::Uuid(v) => {
+                        select = select.bind(*v);
+                        json = json.bind(*v);
+                    }
+                    Bind::Int8(v) => {
+                        select = select.bind(*v);
+                        json = json.bind(*v);
+                    }
+                    Bind::Null => {
+                        select = select.bind(None::<String>);
+                        json = json.bind(None::<String>);
+                    }
+                    Bind::NullBool => {
+                        select = select.bind(None::<bool>);
+                        json = json.bind(None::<bool>);
+                    }
+                }
+            }
+            let selected = select.fetch_all(&mut *conn).await.unwrap();
+            let decoded = json.rows(&mut *conn).await;
+            (selected, decoded)
+        }
+
+        let mut conn = db.pool.acquire().await.unwrap();
+        let (selected, decoded) =
+            both::<Status>(&mut conn, &friendship::GET_STATUS, &[Bind::Text("user-1")]).await;
+        assert_eq!(selected.len(), 1);
+        assert!(selected[0].last_interaction_date.is_some());
+        assert_eq!(selected[0].metrics().len(), 2);
+        assert_eq!(decoded, selected, "GET_STATUS");
+
+        for id in [event, pending] {
+            let (selected, decoded) =
+                both::<EventRow>(&mut conn, &events::GET_EVENT, &[Bind::Uuid(id)]).await;
+            assert_eq!(selected.len(), 1);
+            assert_eq!(decoded, selected, "GET_EVENT");
+        }
+
+        let (selected, decoded) =
+            both::<Mapping>(&mut conn, &mappings::GET, &[Bind::Int8(mapping.id)]).await;
+        assert_eq!(selected, std::slice::from_ref(&mapping));
+        assert_eq!(decoded, selected, "GET");
+        let key = [
+            Bind::Text("friend"),
+            Bind::Text("greeting"),
+            Bind::Text("birthday-bot"),
+        ];
+        let (selected, decoded) = both::<Mapping>(&mut conn, &mappings::GET_BY_KEY, &key).await;
+        assert_eq!(selected, std::slice::from_ref(&mapping));
+        assert_eq!(decoded, selected, "GET_BY_KEY");
+        let filters = [
+            Bind::Null,
+            Bind::Null,
+            Bind::NullBool,
+            Bind::Int8(10),
+            Bind::Int8(0),
+        ];
+        let (selected, decoded) = both::<Mapping>(&mut conn, &mappings::LIST, &filters).await;
+        assert_eq!(selected, [mapping]);
+        assert_eq!(decoded, selected, "LIST");
+
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
+        let (selected, decoded) =
+            both::<Locked>(&mut conn, &friendship::LOCK_USER, &[Bind::Text("user-1")]).await;
+        assert_eq!(selected.len(), 1);
+        assert_eq!(decoded, selected, "LOCK_USER");
+        let (selected, decoded) =
+            both::<Claimed>(&mut conn, &events::CLAIM_DUE_EVENTS, &[Bind::Int8(10)]).await;
+        assert_eq!(selected.len(), 1);
+        assert_eq!(selected[0].processing_id, pending);
+        assert_eq!(decoded, selected, "CLAIM_DUE_EVENTS");
+        sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.unwrap();
+    });
+}
+
+/// A parameter of [`the_json_of_a_read_carries_exactly_what_its_select_answers`], bound
+/// to both the select and the read.
+enum Bind {
+    Text(&'static str),
+    Uuid(uuid::Uuid),
+    Int8(i64),
+    /// A NULL text.
+    Null,
+    NullBool,
+}
