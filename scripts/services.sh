@@ -11,6 +11,11 @@
 # apt-get first when its binaries are missing. SERVICES_FORCE_PRIVATE=1 skips the first
 # two steps (tests of this script, or isolation from a shared server).
 # Messages go to stderr; a URL is never printed, since it may carry a password.
+#
+# A private Postgres runs, like Debian's clusters (and so the shared server), with ssl = on and
+# a freshly generated self-signed certificate: clients that insist on verified TLS (Spin, for
+# every sslmode but disable) fail against it as they do against the shared server, so what the
+# tests see does not depend on which Postgres they got. Test URLs say sslmode=disable.
 
 set -euo pipefail
 
@@ -116,6 +121,20 @@ services_pg_query_ok() {
     command -v psql >/dev/null && psql "$1" -qAtc 'SELECT 1' >/dev/null 2>&1
 }
 
+# Writes a fresh self-signed certificate and key into the data directory $1, as the server's
+# user, key mode 0600 (Postgres refuses a key others can read): Debian's "snakeoil" set-up.
+services_pg_self_signed_certificate() {
+    local data=$1
+    if ! command -v openssl >/dev/null; then
+        services_apt_install openssl
+    fi
+    services_as_postgres openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=localhost \
+        -keyout "$data/server.key" -out "$data/server.crt" >"$data/../openssl.log" 2>&1 || {
+        services_log "openssl could not make the server certificate:"; cat "$data/../openssl.log" >&2; return 1
+    }
+    services_as_postgres chmod 600 "$data/server.key"
+}
+
 start_private_postgres() {
     local bin dir port attempt
     bin=$(services_pg_bin)
@@ -131,11 +150,13 @@ start_private_postgres() {
     services_as_postgres "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 || {
         services_log "initdb failed:"; cat "$dir/initdb.log" >&2; return 1
     }
+    services_pg_self_signed_certificate "$dir/data"
     # A throwaway cluster: fsync off buys speed, and the socket lives in our own dir.
     for attempt in 1 2 3; do
         port=$(services_free_port)
         if services_as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off" start >/dev/null; then
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c ssl=on -c ssl_cert_file=$dir/data/server.crt -c ssl_key_file=$dir/data/server.key" \
+            start >/dev/null; then
             export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
             services_log "started a private Postgres on 127.0.0.1:$port (data in $dir)"
             return 0

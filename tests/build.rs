@@ -163,7 +163,13 @@ wasmtime::component::bindgen!({
         }
     ",
     world: "e2e:host/spin-host",
-    imports: { default: async },
+    // `query` may trap: under SpinCompat::V4_0 a query matching no rows is
+    // where Spin 4.0.0-4.0.2 would hang forever (spinframework/spin#3671),
+    // and the host fails the invocation instead (src/host/postgres.rs).
+    imports: {
+        "spin:postgres/postgres@4.0.0.[method]connection.query": async | trappable,
+        default: async,
+    },
     exports: { default: async },
     with: {
         "fermyon:spin/key-value@2.0.0.store": crate::host::kv::StoreHandle,

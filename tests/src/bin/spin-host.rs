@@ -3,8 +3,13 @@
 //!
 //! ```text
 //! spin-host --manifest spin.toml --runtime-config-file runtime-config.toml \
-//!           --listen 127.0.0.1:3000 [--component-id ID]... [--variable k=v]...
+//!           --listen 127.0.0.1:3000 [--component-id ID]... [--variable k=v]... \
+//!           [--spin-compat 3.6|4.0|4.1]
 //! ```
+//!
+//! `--spin-compat` picks the Spin release line whose behaviour (bugs
+//! included) the host reproduces; default `SPIN_COMPAT` from the
+//! environment, else 4.0. See `e2e::host::SpinCompat`.
 //!
 //! Exits non-zero when the app cannot start, and — like `spin up` — when the
 //! Redis trigger's connection drops, so a supervisor restarts it.
@@ -14,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use e2e::host::{App, AppConfig, Optimization, TriggerExit};
+use e2e::host::{App, AppConfig, Optimization, SpinCompat, TriggerExit};
 
 /// Run a Spin application on the project's wasmtime host (a stand-in for `spin up`).
 #[derive(Debug, Parser)]
@@ -45,6 +50,11 @@ struct Cli {
     /// Compile with Cranelift's speed optimisations (slower start, faster code).
     #[arg(long = "optimize")]
     optimize: bool,
+    /// The Spin release line to reproduce: 3.6 (SpinKube), 4.0 (4.0.0–4.0.2,
+    /// hangs on a Postgres query without rows: here a trap), 4.1 (later 4.x).
+    /// Default: SPIN_COMPAT from the environment, else 4.0.
+    #[arg(long = "spin-compat", value_name = "3.6|4.0|4.1")]
+    spin_compat: Option<SpinCompat>,
 }
 
 fn parse_variable(s: &str) -> Result<(String, String), String> {
@@ -58,8 +68,9 @@ fn parse_variable(s: &str) -> Result<(String, String), String> {
 async fn main() -> ExitCode {
     e2e::host::init_tracing();
     let cli = Cli::parse();
+    let spin_compat = cli.spin_compat.unwrap_or_else(SpinCompat::from_env);
     println!(
-        "spin-host: this project's wasmtime host, standing in for `spin up` (Spin 3.6 semantics)"
+        "spin-host: this project's wasmtime host, standing in for `spin up` (Spin {spin_compat} semantics)"
     );
     let config = AppConfig {
         manifest: cli.manifest,
@@ -75,6 +86,7 @@ async fn main() -> ExitCode {
         } else {
             Optimization::Fast
         },
+        spin_compat,
     };
     let app = match App::start(config).await {
         Ok(app) => app,

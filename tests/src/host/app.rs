@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::host::allowed_hosts::{AllowedHostError, AllowedHosts};
 use crate::host::bindings::exports::fermyon::spin::inbound_redis::GuestIndices;
+use crate::host::compat::SpinCompat;
 use crate::host::http::{HttpApp, HttpComponent};
 use crate::host::kv::Stores;
 use crate::host::manifest::{Manifest, ManifestError};
@@ -63,11 +64,16 @@ pub struct AppConfig {
     /// Run only the triggers of these components, like Spin's
     /// `spin up --component-id` (None: every component).
     pub components: Option<Vec<String>>,
+    /// The Spin release line whose behaviour (bugs included) the host
+    /// imitates; see [`SpinCompat`]. Default: [`SpinCompat::from_env`]
+    /// (`SPIN_COMPAT`, else 4.0).
+    pub spin_compat: SpinCompat,
 }
 
 impl Default for AppConfig {
     /// `spin.toml` in the current directory, no runtime config, no explicit
-    /// variables, `127.0.0.1:0`, both triggers, env variables on, fast compile.
+    /// variables, `127.0.0.1:0`, both triggers, env variables on, fast
+    /// compile, the Spin line of `SPIN_COMPAT` (default 4.0).
     fn default() -> Self {
         Self {
             manifest: PathBuf::from("spin.toml"),
@@ -79,6 +85,7 @@ impl Default for AppConfig {
             env_variables: true,
             optimization: Optimization::Fast,
             components: None,
+            spin_compat: SpinCompat::from_env(),
         }
     }
 }
@@ -129,6 +136,7 @@ pub struct App {
     stop: watch::Sender<bool>,
     trigger_exit: watch::Receiver<Option<TriggerExit>>,
     tasks: Vec<JoinHandle<()>>,
+    shared: Arc<SharedServices>,
 }
 
 impl App {
@@ -179,6 +187,8 @@ impl App {
         let shared = Arc::new(SharedServices {
             kv: Stores::new(labels),
             pg: Pools::default(),
+            spin_compat: config.spin_compat,
+            spin_compat_violations: Default::default(),
         });
 
         let mut contexts = HashMap::new();
@@ -362,6 +372,7 @@ impl App {
             stop,
             trigger_exit,
             tasks,
+            shared,
         })
     }
 
@@ -388,6 +399,20 @@ impl App {
     /// `(address, channel, component)` for every Redis subscription.
     pub fn redis_channels(&self) -> &[(String, String, String)] {
         &self.channels
+    }
+
+    /// The Spin line this app imitates.
+    pub fn spin_compat(&self) -> SpinCompat {
+        self.shared.spin_compat
+    }
+
+    /// Every statement this app's components sent that the imitated Spin
+    /// would never have answered (under [`SpinCompat::V4_0`]: a `query`
+    /// matching no rows, spinframework/spin#3671), in order. Each one also
+    /// trapped its invocation and was logged at error level; a test should
+    /// treat any entry as a failure.
+    pub fn spin_compat_violations(&self) -> Vec<String> {
+        self.shared.spin_compat_violations()
     }
 
     /// Resolves when the Redis trigger has ended: the subscriber connection

@@ -1,6 +1,5 @@
 //! A wasmtime host that runs this project's Spin components the way `spin up`
-//! (Spin 3.6) would, for tests and CI machines where the Spin CLI cannot be
-//! installed.
+//! would, for tests and CI machines where the Spin CLI cannot be installed.
 //!
 //! It reads `spin.toml` and `runtime-config.toml`, compiles each component
 //! once per process, and gives every HTTP request or Redis message a fresh
@@ -11,15 +10,35 @@
 //! against real Postgres and Redis. Each module says which Spin behaviour it
 //! reproduces and where in Spin's source that was checked.
 //!
-//! Wasmtime line: 41, the one Spin 3.6 embeds (and spin-sdk 5.2's own tests
-//! use); Spin 4.0 moved to 43/44. Components built for `wasm32-wasip2` run on
-//! either.
+//! Which Spin: one of the release lines of [`SpinCompat`], chosen per app
+//! ([`AppConfig::spin_compat`], `spin-host --spin-compat`, or the
+//! `SPIN_COMPAT` environment variable; default 4.0):
+//! - `3.6` — Spin 3.6.x as SpinKube embeds it (source read at tag v3.6.3);
+//! - `4.0` — Spin 4.0.0–4.0.2 (read at v4.0.2), including its hang on a
+//!   Postgres `query` without rows (spinframework/spin#3671), which this host
+//!   turns into a trap recorded in [`App::spin_compat_violations`];
+//! - `4.1` — later 4.x with commit f0256b37 (the fix of that hang).
+//!
+//! The lines differ only in outbound Postgres `query` (result columns and the
+//! text of errors raised while rows stream back): see [`postgres`]. The rest,
+//! including Postgres TLS (native-tls, verified, for every `sslmode` but
+//! `disable`), is the same in Spin 3.6.3 and 4.0.2 and reproduced once.
+//!
+//! Wasmtime line: 41 (spin-sdk 5.2's own tests use it; Spin 3.6.3 embeds 42,
+//! Spin 4.0.2 embeds 44). Components built for `wasm32-wasip2` run on any of
+//! them. The one place the wasmtime line shows through is the `Debug` text
+//! of WIT types inside Spin 4's error strings (`Error::QueryFailed(..)`,
+//! `DbError { as-text: .. }`): wasmtime's `bindgen!` prints variants as
+//! `Type::Case(..)` and records with their WIT field names, the same in 41 as
+//! in the later lines Spin 4 uses.
 //!
 //! Start an app in a test with [`App::start`]; the `spin-host` binary wraps
 //! the same thing with `spin up`-like flags.
 
 mod allowed_hosts;
 mod app;
+pub mod compat;
+pub mod db_url;
 mod http;
 pub mod kv;
 pub mod manifest;
@@ -45,6 +64,7 @@ pub(crate) mod bindings {
 
 pub use allowed_hosts::AllowedHosts;
 pub use app::{App, AppConfig, HostError};
+pub use compat::SpinCompat;
 pub use redis_trigger::TriggerExit;
 pub use routing::Route;
 pub use runtime::{InstanceState, Optimization};

@@ -19,6 +19,7 @@ use wasmtime_wasi_http::{HttpResult, WasiHttpCtx, WasiHttpView};
 
 use crate::host::allowed_hosts::AllowedHosts;
 use crate::host::bindings;
+use crate::host::compat::SpinCompat;
 use crate::host::kv::Stores;
 use crate::host::postgres::Pools;
 use crate::host::variables::ComponentVariables;
@@ -105,6 +106,28 @@ pub struct SharedServices {
     pub kv: Stores,
     /// Postgres pools by address.
     pub pg: Pools,
+    /// The Spin line whose behaviour the host imitates.
+    pub spin_compat: SpinCompat,
+    /// Statements the imitated Spin would never have answered, in order.
+    pub spin_compat_violations: Mutex<Vec<String>>,
+}
+
+impl SharedServices {
+    /// Records a statement the imitated Spin would never have answered.
+    pub fn record_spin_compat_violation(&self, statement: String) {
+        self.spin_compat_violations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(statement);
+    }
+
+    /// The statements recorded so far.
+    pub fn spin_compat_violations(&self) -> Vec<String> {
+        self.spin_compat_violations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// The data of one `Store`: one instance handling one request or message.

@@ -1,9 +1,17 @@
 //! Connection settings for the host's self-checks against real services.
 
-/// `DATABASE_URL`, or the local trust-auth Postgres.
-pub fn database_url() -> String {
+/// `DATABASE_URL`, or the local trust-auth Postgres, as given (no
+/// `sslmode` added).
+pub fn database_url_as_given() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// [`database_url_as_given`] with `sslmode=disable` unless it names an
+/// `sslmode`: the test servers use self-signed certificates, which the host
+/// (as Spin) refuses for every other mode.
+pub fn database_url() -> String {
+    crate::host::db_url::plain_unless_set(&database_url_as_given())
 }
 
 /// `REDIS_URL` (its database replaced by `db`), or the local Redis.

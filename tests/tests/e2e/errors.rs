@@ -8,7 +8,8 @@ use e2e::host::{App, AppConfig};
 use serde_json::{json, Value};
 
 use crate::support::{
-    conversation, host_port, isolated, run, servers, shared, token, user, Resp, SECRET,
+    conversation, host_port, isolated, run, servers, shared, token, user, with_db_param, Resp,
+    SECRET,
 };
 
 /// Posts raw bytes as JSON to the status route.
@@ -418,7 +419,7 @@ fn a_database_that_is_down_is_503_with_retry_after_and_health_says_so_in_time() 
         let closed = servers::free_port();
         let redis = servers::PrivateRedis::start();
         let app = app_with(
-            &format!("postgres://postgres@127.0.0.1:{closed}/postgres"),
+            &format!("postgres://postgres@127.0.0.1:{closed}/postgres?sslmode=disable"),
             &redis.url(),
         )
         .await;
@@ -473,7 +474,7 @@ fn a_database_that_does_not_answer_in_time_is_504() {
             .await
             .unwrap();
         let redis = servers::PrivateRedis::start();
-        let impatient = format!("{}?options=-c%20statement_timeout%3D300", env.db_url);
+        let impatient = with_db_param(&env.db_url, "options", "-c statement_timeout=300");
         let app = app_with(&impatient, &redis.url()).await;
         let resp = call(
             app.base_url(),

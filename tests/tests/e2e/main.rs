@@ -6,14 +6,21 @@
 //! Modules: [`routes`] (each route's happy path), [`errors`] (every error
 //! class), [`roles`] (the role matrix), [`scoring`] (asynchronous scoring,
 //! idempotency, concurrency), [`levels`] (crossings, history, invalidation),
-//! [`cache`] (hits, misses, staleness), [`faults`] (Redis, scorer and
-//! Postgres failures on private servers), [`robustness`] (generated
-//! malformed requests).
+//! [`cache`] (hits, misses, staleness), [`producers`] (events published on
+//! the Redis channel and stream, rejected messages), [`compat`] (the paths
+//! where Spin versions differ), [`faults`] (Redis, scorer and Postgres
+//! failures on private servers), [`robustness`] (generated malformed
+//! requests).
+//!
+//! `SPIN_COMPAT` (`3.6`, `4.0`, `4.1`; `4.0` when unset) picks the Spin line
+//! the host imitates; `scripts/test.sh` runs the suite under `3.6` and `4.0`.
 
 mod cache;
+mod compat;
 mod errors;
 mod faults;
 mod levels;
+mod producers;
 mod robustness;
 mod roles;
 mod routes;

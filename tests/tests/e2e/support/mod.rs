@@ -3,6 +3,16 @@
 //! HTTP routes in one app, the scorer in another, supervised, and a doorbell
 //! ticker), typed helpers for each route, tokens, and direct database reads
 //! for assertions.
+//!
+//! The host imitates the Spin line of `SPIN_COMPAT` (3.6, 4.0 — the default —
+//! or 4.1; see `e2e::host::SpinCompat`). A statement that line would never
+//! answer (Spin 4.0.0–4.0.2's hang on a Postgres query without rows) traps
+//! its invocation and fails the test that caused it: every request, and
+//! every wait for the scorer, checks the environment's violations.
+//!
+//! Database URLs handed to components carry `sslmode=disable` (unless
+//! `DATABASE_URL` names an `sslmode`): the test servers have self-signed
+//! certificates, which Spin (and so the host) refuses for any other mode.
 
 pub mod servers;
 
@@ -12,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use e2e::host::db_url;
 use e2e::host::{App, AppConfig};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -56,12 +67,24 @@ pub async fn shared() -> &'static Env {
 /// private Redis), for tests that change the agent catalogue: every other
 /// test's cached candidates would otherwise become misses under it.
 pub async fn isolated() -> Env {
+    isolated_after(HashMap::new(), |_| async {}).await
+}
+
+/// As [`isolated`], with `extra` variables, once `prepare` has run against
+/// the private Redis (its URL) before any component of the app starts: for
+/// what producers do while no scorer runs.
+pub async fn isolated_after<F, Fut>(extra: HashMap<String, String>, prepare: F) -> Env
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let redis = PrivateRedis::start();
+    prepare(redis.url()).await;
     let db_url = fresh_database(&admin_database_url()).await;
     Env::start(
         db_url,
         redis.url(),
-        HashMap::new(),
+        extra,
         Servers {
             redis: Some(redis),
             postgres: None,
@@ -70,12 +93,18 @@ pub async fn isolated() -> Env {
     .await
 }
 
+/// `DATABASE_URL` (or the machine's Postgres), with `sslmode=disable` added
+/// when it names no `sslmode`.
 fn admin_database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    db_url::plain_unless_set(
+        &std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string()),
+    )
 }
 
-/// Creates a migrated and seeded database next to `admin_url`'s.
+/// Creates a migrated and seeded database next to `admin_url`'s; its URL
+/// keeps `admin_url`'s user and parameters, with `sslmode=disable` added
+/// when they name no `sslmode`.
 pub async fn fresh_database(admin_url: &str) -> String {
     let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
     let admin = PgPoolOptions::new()
@@ -88,8 +117,7 @@ pub async fn fresh_database(admin_url: &str) -> String {
         .await
         .unwrap();
     admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
+    let url = db_url::plain_unless_set(&db_url::with_database(admin_url, &name));
     let mut conn = migrator::connect(&url, Duration::from_secs(10))
         .await
         .unwrap();
@@ -110,13 +138,23 @@ pub struct Env {
     pub db: PgPool,
     /// The database the components use (for tests that start an app beside).
     pub db_url: String,
+    /// The Redis of the channel, the stream and the key-value store (db 1).
+    pub redis_url: String,
     pub client: reqwest::Client,
     http: tokio::sync::Mutex<Option<App>>,
     stop: watch::Sender<bool>,
     pub servers: tokio::sync::Mutex<Servers>,
     pub scorer_restarts: Arc<std::sync::atomic::AtomicUsize>,
+    /// Statements the imitated Spin line would never have answered, from
+    /// the HTTP app and (copied as they appear) every scorer process.
+    violations: Violations,
+    /// The Spin line the host imitates (`SPIN_COMPAT`).
+    pub spin_compat: e2e::host::SpinCompat,
     _dir: tempfile::TempDir,
 }
+
+/// Where the scorers' supervisors copy their apps' violations.
+type Violations = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// Builds the Spin components for wasm32-wasip2 into `<root>/target`, where
 /// `spin.toml` finds them, once per test run: a plain `cargo test` then
@@ -159,9 +197,13 @@ fn root() -> PathBuf {
 
 /// `host:port` of a URL, for the `*_host` variables of the allow-lists.
 pub fn host_port(url: &str) -> String {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
-    rest.split('/').next().unwrap().to_string()
+    db_url::host_port(url)
+}
+
+/// `url` with query parameter `key` set to `value` (e.g. `options`), encoded
+/// as libpq and tokio-postgres read it.
+pub fn with_db_param(url: &str, key: &str, value: &str) -> String {
+    db_url::with_param(url, key, value)
 }
 
 impl Env {
@@ -206,12 +248,14 @@ impl Env {
             env_variables: false,
             ..AppConfig::default()
         };
+        let spin_compat = config.spin_compat;
         let http = App::start(config.clone())
             .await
             .expect("the HTTP app starts");
         let base_url = http.base_url().to_string();
         let (stop, stop_rx) = watch::channel(false);
         let scorer_restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let violations = Violations::default();
         // Two scorer processes, as two replicas of the deployment would run:
         // each receives every doorbell, so events are claimed concurrently.
         let scorer = AppConfig {
@@ -226,6 +270,7 @@ impl Env {
                 stop_rx.clone(),
                 scorer_restarts.clone(),
                 started_tx.clone(),
+                violations.clone(),
             ));
         }
         // Ready when every scorer is subscribed, as a deployment is once its
@@ -245,6 +290,7 @@ impl Env {
             base_url,
             db,
             db_url,
+            redis_url,
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(32)
                 .build()
@@ -253,8 +299,38 @@ impl Env {
             stop,
             servers: tokio::sync::Mutex::new(servers),
             scorer_restarts,
+            violations,
+            spin_compat,
             _dir: dir,
         }
+    }
+
+    /// Every statement, so far, that the Spin line the host imitates would
+    /// never have answered (HTTP app and scorers).
+    pub async fn spin_compat_violations(&self) -> Vec<String> {
+        let mut all = match self.http.lock().await.as_ref() {
+            Some(app) => app.spin_compat_violations(),
+            None => Vec::new(),
+        };
+        all.extend(
+            self.violations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+        all
+    }
+
+    /// Panics, listing them, when any component of this environment ran a
+    /// statement the imitated Spin line would never have answered.
+    pub async fn assert_no_spin_compat_violations(&self) {
+        let violations = self.spin_compat_violations().await;
+        assert!(
+            violations.is_empty(),
+            "under SPIN_COMPAT={}, Spin would have hung on: {violations:#?}",
+            self.spin_compat
+        );
     }
 
     /// A fully private deployment: its own Postgres cluster and Redis, for
@@ -298,7 +374,9 @@ impl Env {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Resp {
-        request(&self.client, &self.base_url, method, path, token, body).await
+        let resp = request(&self.client, &self.base_url, method, path, token, body).await;
+        self.assert_no_spin_compat_violations().await;
+        resp
     }
 
     /// Sends raw bytes with chosen headers (for malformed requests).
@@ -316,7 +394,9 @@ impl Env {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        Resp::read(request.body(body).send().await.expect("the app answers")).await
+        let resp = Resp::read(request.body(body).send().await.expect("the app answers")).await;
+        self.assert_no_spin_compat_violations().await;
+        resp
     }
 
     pub async fn end_conversation(&self, token: &str, body: &Value) -> Resp {
@@ -407,6 +487,7 @@ impl Env {
             if resp.status == 200 && resp.json["status"] == status {
                 return resp.json;
             }
+            // (`event` checked the violations: a scorer that traps fails here.)
             assert!(
                 Instant::now() < deadline,
                 "event {processing_id} did not become {status}: last {resp:?}"
@@ -429,6 +510,7 @@ impl Env {
             if pending == 0 {
                 return;
             }
+            self.assert_no_spin_compat_violations().await;
             assert!(
                 Instant::now() < deadline,
                 "{pending} events of {user_id} still pending after {within:?}"
@@ -445,12 +527,14 @@ impl Drop for Env {
 }
 
 /// Keeps a scorer running as scripts/scorer.sh does: started again whenever
-/// its Redis trigger ends (or could not start).
+/// its Redis trigger ends (or could not start). Copies the app's Spin-compat
+/// violations into `violations` as they appear.
 async fn supervise_scorer(
     config: AppConfig,
     mut stop: watch::Receiver<bool>,
     restarts: Arc<std::sync::atomic::AtomicUsize>,
     started: tokio::sync::mpsc::UnboundedSender<()>,
+    violations: Violations,
 ) {
     loop {
         if *stop.borrow() {
@@ -459,15 +543,23 @@ async fn supervise_scorer(
         match App::start(config.clone()).await {
             Ok(app) => {
                 let _ = started.send(());
-                tokio::select! {
-                    _ = app.redis_trigger_finished() => {
-                        restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        app.shutdown().await;
+                let mut copied = 0;
+                let trigger_ended = loop {
+                    tokio::select! {
+                        _ = app.redis_trigger_finished() => break true,
+                        _ = async { let _ = stop.wait_for(|s| *s).await; } => break false,
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                            copy_violations(&app, &mut copied, &violations);
+                        }
                     }
-                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                        app.shutdown().await;
-                        return;
-                    }
+                };
+                copy_violations(&app, &mut copied, &violations);
+                if trigger_ended {
+                    restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                app.shutdown().await;
+                if !trigger_ended {
+                    return;
                 }
             }
             Err(_) => tokio::select! {
@@ -475,6 +567,17 @@ async fn supervise_scorer(
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
             },
         }
+    }
+}
+
+/// Copies the violations `app` recorded since the last call into `into`.
+fn copy_violations(app: &App, copied: &mut usize, into: &Violations) {
+    let seen = app.spin_compat_violations();
+    if seen.len() > *copied {
+        into.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(seen[*copied..].iter().cloned());
+        *copied = seen.len();
     }
 }
 

@@ -138,7 +138,10 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// A private Postgres cluster (initdb) with trust auth.
+/// A private Postgres cluster (initdb) with trust auth and, like Debian's
+/// clusters, `ssl = on` with a freshly generated self-signed certificate: a
+/// client that insists on verified TLS (Spin, for every `sslmode` but
+/// `disable`) fails here as it does on the machine's Postgres.
 pub struct PrivatePostgres {
     port: u16,
     dir: tempfile::TempDir,
@@ -165,18 +168,57 @@ fn is_root() -> bool {
 /// Runs a Postgres tool, as the `postgres` user when we are root (Postgres
 /// refuses to run as root).
 fn pg_tool(bin: &Path, tool: &str, args: &[&str]) -> std::process::Output {
-    let program = bin.join(tool);
+    as_server_user(&bin.join(tool), args)
+}
+
+/// Runs a program as the user the server runs as: `postgres` when we are
+/// root, else ourselves.
+fn as_server_user(program: &Path, args: &[&str]) -> std::process::Output {
     let mut command = if is_root() {
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&program);
+        c.args(["-u", "postgres", "--"]).arg(program);
         c
     } else {
-        Command::new(&program)
+        Command::new(program)
     };
     command
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("running {tool}: {e}"))
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()))
+}
+
+/// Writes a fresh self-signed certificate and its key (mode 0600, owned by
+/// the server's user, as Postgres requires) into the data directory, like
+/// Debian's "snakeoil" pair.
+fn self_signed_certificate(data: &Path) -> (PathBuf, PathBuf) {
+    let cert = data.join("server.crt");
+    let key = data.join("server.key");
+    let out = as_server_user(
+        Path::new("openssl"),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "openssl req (openssl must be installed): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_server_user(Path::new("chmod"), &["600", key.to_str().unwrap()]);
+    assert!(out.status.success(), "chmod 600 of the server key");
+    (cert, key)
 }
 
 impl PrivatePostgres {
@@ -210,6 +252,7 @@ impl PrivatePostgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        self_signed_certificate(&data);
         let mut pg = PrivatePostgres {
             port: free_port(),
             dir,
@@ -224,9 +267,12 @@ impl PrivatePostgres {
         let data = self.dir.path().join("data");
         let log = self.dir.path().join("server.log");
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c max_connections=200",
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c max_connections=200 \
+             -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            data.join("server.crt").display(),
+            data.join("server.key").display(),
         );
         let out = pg_tool(
             &self.bin,
@@ -252,9 +298,13 @@ impl PrivatePostgres {
         self.running = true;
     }
 
-    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    /// `postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable` (its
+    /// certificate is self-signed).
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
     }
 
     /// Every process of the cluster: the postmaster and its children.
@@ -328,4 +378,36 @@ impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The private cluster is set up like the machine's Debian one: TLS on, with
+/// a certificate the host (as Spin) refuses, so only `sslmode=disable` works.
+#[test]
+fn a_private_postgres_has_tls_on_with_a_self_signed_certificate() {
+    crate::support::run(async {
+        let pg = tokio::task::spawn_blocking(PrivatePostgres::start)
+            .await
+            .unwrap();
+        let url = pg.url();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let ssl: String = sqlx::query_scalar("SHOW ssl")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(ssl, "on");
+        pool.close().await;
+
+        let pools = e2e::host::postgres::Pools::default();
+        assert!(pools.get(&url).await.is_ok(), "sslmode=disable connects");
+        let verified = e2e::host::db_url::without_param(&url, "sslmode");
+        let text = match pools.get(&verified).await {
+            Ok(_) => panic!("{verified}: connected, but its certificate is self-signed"),
+            Err(err) => format!("{err:?}"),
+        };
+        assert!(text.contains("self-signed certificate"), "{text}");
+    });
 }
