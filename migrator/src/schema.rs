@@ -225,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn the_four_migrations_come_in_the_documented_order() {
+    fn the_migrations_come_in_the_documented_order() {
         let names: Vec<_> = MIGRATOR
             .iter()
             .filter(|m| m.migration_type.is_up_migration())
@@ -237,7 +237,9 @@ mod tests {
                 "friendship status",
                 "friendship agent mapping",
                 "conversation events",
-                "friendship history"
+                "friendship history",
+                "rejected messages",
+                "catalogue version on change only"
             ]
         );
     }
