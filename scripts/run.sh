@@ -28,7 +28,8 @@ if [[ -z "$given_database_url" ]]; then
     if ! psql "$DATABASE_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'friendship'" | grep -q 1; then
         psql "$DATABASE_URL" -qc "CREATE DATABASE friendship"
     fi
-    export DATABASE_URL="${DATABASE_URL%/*}/friendship"
+    DATABASE_URL=$(python3 scripts/urls.py spin-db-url "$DATABASE_URL" friendship)
+    export DATABASE_URL
 fi
 
 pids=()
@@ -61,16 +62,19 @@ fi
 
 # The key-value store lives in database 1 of the same Redis (see runtime-config.toml).
 runtime_config=runtime-config.toml
-if [[ "$REDIS_URL" != "redis://127.0.0.1:6379" && "$REDIS_URL" != "redis://127.0.0.1:6379/0" ]]; then
+kv_url=$(python3 scripts/urls.py redis-db "$REDIS_URL" 1)
+if [[ "$kv_url" != "redis://127.0.0.1:6379/1" ]]; then
     runtime_config=.run/runtime-config.toml
-    printf '[key_value_store.default]\ntype = "redis"\nurl = "%s/1"\n' "${REDIS_URL%/*[0-9]}" >"$runtime_config"
+    printf '[key_value_store.default]\ntype = "redis"\nurl = "%s"\n' "$kv_url" >"$runtime_config"
 fi
 
-host_port() { local rest=${1#*://}; rest=${rest#*@}; echo "${rest%%/*}"; }
-export SPIN_VARIABLE_DB_URL=${SPIN_VARIABLE_DB_URL:-$DATABASE_URL}
-export SPIN_VARIABLE_REDIS_URL=${SPIN_VARIABLE_REDIS_URL:-$REDIS_URL}
-export SPIN_VARIABLE_DB_HOST=${SPIN_VARIABLE_DB_HOST:-$(host_port "$DATABASE_URL")}
-export SPIN_VARIABLE_REDIS_HOST=${SPIN_VARIABLE_REDIS_HOST:-$(host_port "$REDIS_URL")}
+# Spin verifies the certificate of any Postgres not reached with
+# sslmode=disable; a loopback server gets that (scripts/urls.py).
+SPIN_VARIABLE_DB_URL=${SPIN_VARIABLE_DB_URL:-$(python3 scripts/urls.py spin-db-url "$DATABASE_URL")}
+SPIN_VARIABLE_REDIS_URL=${SPIN_VARIABLE_REDIS_URL:-$REDIS_URL}
+SPIN_VARIABLE_DB_HOST=${SPIN_VARIABLE_DB_HOST:-$(python3 scripts/urls.py host-port "$SPIN_VARIABLE_DB_URL")}
+SPIN_VARIABLE_REDIS_HOST=${SPIN_VARIABLE_REDIS_HOST:-$(python3 scripts/urls.py host-port "$SPIN_VARIABLE_REDIS_URL")}
+export SPIN_VARIABLE_DB_URL SPIN_VARIABLE_REDIS_URL SPIN_VARIABLE_DB_HOST SPIN_VARIABLE_REDIS_HOST
 if [[ -z "${SPIN_VARIABLE_JWT_SECRET:-}" ]]; then
     SPIN_VARIABLE_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
     export SPIN_VARIABLE_JWT_SECRET
