@@ -4,7 +4,7 @@
 //! notification delays an event until the next wake-up, it never loses it.
 
 use friendship_domain::Doorbell;
-use spin_sdk::redis::Connection;
+use spin_sdk::redis::{Connection, RedisParameter};
 
 use crate::config;
 use crate::error::ApiError;
@@ -35,13 +35,22 @@ pub fn ring(doorbell: &Doorbell) -> Result<(), ApiError> {
         })
 }
 
-/// Adds one to a counter.
-pub fn count(key: &str) -> Result<i64, ApiError> {
-    connect()?.incr(key).map_err(|e| ApiError::Unavailable {
-        dependency: "queue",
-        detail: e.to_string(),
-        retry_after: 1,
-    })
+/// Adds `by` to a counter.
+pub fn count(key: &str, by: u32) -> Result<(), ApiError> {
+    connect()?
+        .execute(
+            "INCRBY",
+            &[
+                RedisParameter::Binary(key.as_bytes().to_vec()),
+                RedisParameter::Int64(i64::from(by)),
+            ],
+        )
+        .map(|_| ())
+        .map_err(|e| ApiError::Unavailable {
+            dependency: "queue",
+            detail: e.to_string(),
+            retry_after: 1,
+        })
 }
 
 /// Reads a counter (0 when never counted).

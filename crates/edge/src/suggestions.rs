@@ -108,14 +108,22 @@ fn load_candidates(
     Ok(record)
 }
 
-/// Counts a hit or a miss; a counter that cannot be written is logged only.
+/// Counts a hit or a miss. One request in `cache_count_every` (chosen at
+/// random) writes the counter, adding that many: an unbiased estimate that
+/// spares the other requests an outbound Redis connection, which Spin opens
+/// afresh for every request. 1 counts every request exactly. A counter that
+/// cannot be written is logged only.
 fn count(hit: bool) {
+    let every: u32 = config::number("cache_count_every").unwrap_or(1).max(1);
+    if every > 1 && !rand::Rng::random_ratio(&mut rand::rng(), 1, every) {
+        return;
+    }
     let key = if hit {
         doorbell::HITS_KEY
     } else {
         doorbell::MISSES_KEY
     };
-    if let Err(e) = doorbell::count(key) {
+    if let Err(e) = doorbell::count(key, every) {
         log::event(
             "counter_error",
             serde_json::json!({ "key": key, "error": e.to_string() }),

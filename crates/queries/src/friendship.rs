@@ -87,7 +87,9 @@ FOR UPDATE"
 /// - `$8` cause text: `conversation` or `service_update`
 /// - `$9` bool: the change is an interaction (sets `last_interaction_date` to now)
 ///
-/// Affects one row (its history line) for an existing user, none otherwise.
+/// Affects one row (its level transition) when the change moved the user's
+/// level, none otherwise: the caller learns whether the level changed without
+/// reading the status back.
 pub const APPLY_CHANGE: Write = crate::write!(
     "WITH before AS (
     SELECT user_id, friendship_score, friendship_level
@@ -113,19 +115,19 @@ pub const APPLY_CHANGE: Write = crate::write!(
     FROM before
     WHERE fs.user_id = before.user_id
     RETURNING fs.*
-), transition AS (
-    INSERT INTO friendship_level_transitions
-        (user_id, from_level, to_level, score, cause, processing_id)
-    SELECT $1::text, before.friendship_level, updated.friendship_level,
-           updated.friendship_score, $8::text, $7::uuid
+), history AS (
+    INSERT INTO friendship_score_history
+        (user_id, cause, processing_id, score_change, score_before, score_after)
+    SELECT $1::text, $8::text, $7::uuid, $2::float8::numeric,
+           before.friendship_score, updated.friendship_score
     FROM before, updated
-    WHERE before.friendship_level <> updated.friendship_level
 )
-INSERT INTO friendship_score_history
-    (user_id, cause, processing_id, score_change, score_before, score_after)
-SELECT $1::text, $8::text, $7::uuid, $2::float8::numeric,
-       before.friendship_score, updated.friendship_score
-FROM before, updated"
+INSERT INTO friendship_level_transitions
+    (user_id, from_level, to_level, score, cause, processing_id)
+SELECT $1::text, before.friendship_level, updated.friendship_level,
+       updated.friendship_score, $8::text, $7::uuid
+FROM before, updated
+WHERE before.friendship_level <> updated.friendship_level"
 );
 
 #[cfg(test)]

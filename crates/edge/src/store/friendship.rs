@@ -119,12 +119,12 @@ impl Changed {
 }
 
 /// Applies a change to a user locked by [`lock_user`] in the current
-/// transaction: increments in SQL, history and transition recorded with it;
-/// then reads the status it produced.
-pub fn apply_change(db: &Db, locked: &Locked, change: &Change<'_>) -> Result<Changed, DbError> {
+/// transaction: increments in SQL, history and transition recorded with it.
+/// True when the change moved the user's level.
+pub fn apply_change(db: &Db, change: &Change<'_>) -> Result<bool, DbError> {
     let topics = serde_json::to_string(change.topics)
         .map_err(|e| DbError::decoding(format!("serialising topic updates: {e}")))?;
-    db.write(
+    let transitions = db.write(
         &friendship::APPLY_CHANGE,
         &[
             P::Str(change.user_id.to_owned()),
@@ -141,12 +141,13 @@ pub fn apply_change(db: &Db, locked: &Locked, change: &Change<'_>) -> Result<Cha
             P::Boolean(matches!(change.cause, Cause::Conversation)),
         ],
     )?;
-    let status = status(db, change.user_id)?.ok_or_else(|| {
-        DbError::decoding(format!(
-            "no status row for {} after a change",
-            change.user_id
-        ))
-    })?;
+    Ok(transitions > 0)
+}
+
+/// The status after a change of a locked user, with the level before it.
+pub fn changed(db: &Db, user_id: &str, locked: &Locked) -> Result<Changed, DbError> {
+    let status = status(db, user_id)?
+        .ok_or_else(|| DbError::decoding(format!("no status row for {user_id} after a change")))?;
     Ok(Changed {
         status,
         previous_level: locked.friendship_level,
@@ -164,7 +165,6 @@ pub fn apply_service_update(
         let locked = lock_user(db, user_id)?;
         apply_change(
             db,
-            &locked,
             &Change {
                 user_id,
                 score_change,
@@ -175,6 +175,7 @@ pub fn apply_service_update(
                 processing_id: None,
                 cause: Cause::ServiceUpdate,
             },
-        )
+        )?;
+        changed(db, user_id, &locked)
     })
 }

@@ -129,7 +129,8 @@ fn forty_concurrent_service_updates_without_a_prior_lock_add_up_exactly() {
                 let mut tx = pool.begin().await.unwrap();
                 barrier.wait().await;
                 ensure_user(&mut *tx, &change.user_id).await;
-                assert_eq!(apply_change(&mut *tx, &change).await.unwrap(), 1);
+                // One row only for the change that moves the level.
+                assert!(apply_change(&mut *tx, &change).await.unwrap() <= 1);
                 tx.commit().await.unwrap();
             });
         }

@@ -433,7 +433,7 @@ fn applying_the_same_event_twice_fails_with_a_unique_violation_and_changes_nothi
 #[test]
 fn a_change_to_an_unknown_user_writes_nothing() {
     with_migrated_db(|db| async move {
-        // The affected-row count of APPLY_CHANGE is its history line: none here.
+        // The affected-row count of APPLY_CHANGE is its level transition: none here.
         let affected = apply_change(&db.pool, &Change::service("nobody", 500.0))
             .await
             .unwrap();
@@ -510,7 +510,8 @@ fn lock_user_answers_the_level_before_the_change_and_get_status_the_one_after() 
             apply_change(&mut *tx, &Change::service("user-1", 600.0))
                 .await
                 .unwrap(),
-            1
+            1,
+            "stranger to friend: one transition"
         );
         let after = status(&mut *tx, "user-1").await.unwrap();
         assert_eq!(
@@ -534,5 +535,27 @@ fn lock_user_answers_the_level_before_the_change_and_get_status_the_one_after() 
             "rolled back with its transaction"
         );
         assert!(history(&db.pool, "user-1").await.is_empty());
+    });
+}
+
+#[test]
+fn apply_change_affects_a_row_exactly_when_the_level_moves() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        for (change, moved) in [(50.0, 0), (49.0, 0), (1.0, 1), (-0.5, 1), (0.5, 1), (400.0, 1)] {
+            let mut tx = db.pool.begin().await.unwrap();
+            lock_user(&mut *tx, "user-1").await.unwrap();
+            let affected = apply_change(&mut *tx, &Change::service("user-1", change))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(affected, moved, "a change of {change}");
+        }
+        let levels: Vec<(String, String)> = transitions(&db.pool, "user-1")
+            .await
+            .into_iter()
+            .map(|t| (t.from_level, t.to_level))
+            .collect();
+        assert_eq!(levels.len(), 4);
     });
 }

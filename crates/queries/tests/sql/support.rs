@@ -547,11 +547,15 @@ pub async fn try_apply_on(
     let before = try_lock_user(&mut *conn, &change.user_id)
         .await?
         .unwrap_or_else(|| panic!("user {} exists", change.user_id));
-    let affected = apply_change(&mut *conn, change).await?;
-    assert_eq!(affected, 1, "APPLY_CHANGE answers its one SELECT row");
+    let transitions = apply_change(&mut *conn, change).await?;
     let status = status(&mut *conn, &change.user_id)
         .await
         .expect("the changed user has a status");
+    assert_eq!(
+        transitions == 1,
+        status.friendship_level != before.friendship_level,
+        "APPLY_CHANGE affects one row exactly when the level moved"
+    );
     Ok(Changed {
         status,
         previous_level: before.friendship_level,

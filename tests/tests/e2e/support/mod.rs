@@ -233,6 +233,8 @@ impl Env {
             ("jwt_secret", SECRET.to_string()),
             ("retry_base_ms", "50".to_string()),
             ("redrive_pending_after_seconds", "30".to_string()),
+            // Every suggest counted: the cache tests check the counters exactly.
+            ("cache_count_every", "1".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
