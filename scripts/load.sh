@@ -1,27 +1,44 @@
 #!/usr/bin/env bash
 # Drives the running service on loopback with oha (crates.io; installed on
-# first use) and prints requests/s, p50 and p99 for: a trivial route (the
-# baseline), a cached suggest, an uncached suggest and a conversation end.
+# first use) and prints requests/s, p50 and p99 for: a trivial route, a
+# cached suggest, an uncached suggest and a conversation end.
 #
 #   bash scripts/run.sh &                      # the service, in another shell
 #   SPIN_VARIABLE_JWT_SECRET=... bash scripts/load.sh
 #
-# Two runs per scenario, each bounded in time (DURATION, default 10s):
-#   throughput  closed model, CONNECTIONS (default 16) connections flat out;
-#   latency     open model: a steady RATE (default 1000) requests/s with
-#               oha's latency correction (no coordinated omission).
+# Runs per scenario, each bounded in time (DURATION, default 10s):
+#   flat-out    closed model, CONNECTIONS (default 16) connections flat out;
+#   @RATE/s     open model: a steady rate of requests/s with oha's latency
+#               correction (no coordinated omission), once for each rate of
+#               RATES (default "$RATE", RATE defaulting to 1000).
+# With BASELINE_URL set (a hello-world component served by the same server:
+# scripts/bench.sh does all of it), the baseline scenario `GET $BASELINE_URL/`
+# runs first, the same way, and every figure of req/s is also given as a
+# percentage of the baseline's in the same mode. The last table answers, per
+# rate, whether uncached suggest and conversation end hold it with
+# p99 <= P99_TARGET_MS (default 30).
 # BASE_URL defaults to http://127.0.0.1:3000; only loopback is allowed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BASE_URL=${BASE_URL:-http://127.0.0.1:3000}
+BASELINE_URL=${BASELINE_URL:-}
 DURATION=${DURATION:-10s}
 RATE=${RATE:-1000}
+RATES=${RATES:-$RATE}
 CONNECTIONS=${CONNECTIONS:-16}
-case "$BASE_URL" in
-    http://127.*|http://localhost*|http://\[::1\]*) ;;
-    *) echo "load: BASE_URL must be a loopback address, not $BASE_URL" >&2; exit 2 ;;
-esac
+P99_TARGET_MS=${P99_TARGET_MS:-30}
+loopback() {
+    case "$2" in
+        http://127.*|http://localhost*|http://\[::1\]*) ;;
+        *) echo "load: $1 must be a loopback address, not $2" >&2; exit 2 ;;
+    esac
+}
+loopback BASE_URL "$BASE_URL"
+[[ -z "$BASELINE_URL" ]] || loopback BASELINE_URL "$BASELINE_URL"
+for rate in $RATES; do
+    [[ "$rate" =~ ^[1-9][0-9]*$ ]] || { echo "load: RATES must be positive integers, not '$RATES'" >&2; exit 2; }
+done
 : "${SPIN_VARIABLE_JWT_SECRET:?set SPIN_VARIABLE_JWT_SECRET to the jwt_secret of the service}"
 
 if ! command -v oha >/dev/null; then
@@ -32,27 +49,46 @@ if ! curl -fsS "$BASE_URL/health/live" >/dev/null; then
     echo "load: nothing answers at $BASE_URL (start it with bash scripts/run.sh)" >&2
     exit 1
 fi
+if [[ -n "$BASELINE_URL" ]] && ! curl -fsS "$BASELINE_URL/" >/dev/null; then
+    echo "load: the baseline does not answer at $BASELINE_URL/ (scripts/bench.sh serves it)" >&2
+    exit 1
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 service=$(python3 scripts/token.py --sub load-generator --role service --ttl 3600)
 run_id=$(date +%s)
-
-# Bodies for the scenarios that need a new user or conversation per request.
-lines=$((RATE * 40 + 200000))
-python3 - "$work" "$run_id" "$lines" <<'PY'
-import sys
-work, run_id, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with open(f"{work}/uncached.jsonl", "w") as f:
-    for i in range(n):
-        f.write('{"user_id":"load-miss-%s-%d"}\n' % (run_id, i))
-with open(f"{work}/conversations.jsonl", "w") as f:
-    for i in range(n):
-        f.write('{"user_id":"load-user-%s-%d","conversation_id":"load-%s-%d","metadata":'
-                '{"total_turns":12,"user_initiated_questions":2,"emotion":"happy",'
-                '"new_memories_count":1,"topics":[{"name":"music","turns":8,"user_questions":1}]}}\n'
-                % (run_id, i % 1000, run_id, i))
+duration_seconds=$(python3 - "$DURATION" <<'PY'
+import re, sys
+m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", sys.argv[1].strip())
+if not m:
+    sys.exit(f"load: DURATION must look like 10s, 1m or 500ms, not {sys.argv[1]!r}")
+print(float(m[1]) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m[2]])
 PY
+)
+
+# Bodies for the scenarios that need a new user or conversation per request:
+# a fresh file per run (its own ids), oha picking lines at random. 200 000
+# lines, or 20 per request of an open-model run, keep repeats (a cached user,
+# a replayed conversation) to a few per cent of a run's requests.
+bodies() {
+    local kind=$1 tag=$2 rate=$3 out=$4
+    python3 - "$kind" "$run_id-$tag" "$rate" "$duration_seconds" "$out" <<'PY'
+import sys
+kind, prefix, rate, seconds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+n = max(200_000, int(20 * rate * seconds))
+with open(out, "w") as f:
+    if kind == "uncached":
+        for i in range(n):
+            f.write('{"user_id":"load-miss-%s-%d"}\n' % (prefix, i))
+    else:
+        for i in range(n):
+            f.write('{"user_id":"load-user-%s-%d","conversation_id":"load-%s-%d","metadata":'
+                    '{"total_turns":12,"user_initiated_questions":2,"emotion":"happy",'
+                    '"new_memories_count":1,"topics":[{"name":"music","turns":8,"user_questions":1}]}}\n'
+                    % (prefix, i % 1000, prefix, i))
+PY
+}
 cached_user="load-hit-$run_id"
 curl -fsS -X POST "$BASE_URL/api/v1/activities/suggest" -H "authorization: Bearer $service" \
     -H 'content-type: application/json' -d "{\"user_id\":\"$cached_user\"}" >/dev/null
@@ -66,24 +102,87 @@ s, p = r["summary"], r["latencyPercentiles"]
 codes = r.get("statusCodeDistribution", {})
 ok = sum(v for k, v in codes.items() if k.startswith("2"))
 total = sum(codes.values()) or 1
-print(f"{scenario:<18} {mode:<10} {s['requestsPerSec']:>9.0f} req/s   p50 {p['p50'] * 1000:>7.2f} ms   "
-      f"p99 {p['p99'] * 1000:>7.2f} ms   2xx {100 * ok / total:5.1f}%   codes {codes}")
+print(f"{scenario:<18} {mode:<10} {s['requestsPerSec']:>9.0f} req/s   p50 {(p['p50'] or 0) * 1000:>7.2f} ms   "
+      f"p99 {(p['p99'] or 0) * 1000:>7.2f} ms   2xx {100 * ok / total:5.1f}%   codes {codes}", flush=True)
 PY
 }
 
+# Every run, in order: scenario, mode, rate ("" when flat out), result file.
+: >"$work/runs.tsv"
+
+# scenario NAME URL METHOD PATH [oha body options...]; BODIES=uncached|conversations
+# makes a fresh body file per run.
 scenario() {
-    local name=$1 method=$2 path=$3
-    shift 3
-    oha --no-tui --output-format json -z "$DURATION" -c "$CONNECTIONS" -m "$method" \
-        -H "authorization: Bearer $service" -T application/json "$@" "$BASE_URL$path" >"$work/$name-throughput.json"
-    summarise "$name" throughput "$work/$name-throughput.json"
-    oha --no-tui --output-format json -z "$DURATION" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m "$method" \
-        -H "authorization: Bearer $service" -T application/json "$@" "$BASE_URL$path" >"$work/$name-latency.json"
-    summarise "$name" "@${RATE}/s" "$work/$name-latency.json"
+    local name=$1 url=$2 method=$3 path=$4
+    shift 4
+    local mode rate out body=()
+    for rate in "" $RATES; do
+        if [[ -z "$rate" ]]; then mode=flat-out; else mode="@${rate}/s"; fi
+        out="$work/$name-${rate:-flat}.json"
+        if [[ -n "${BODIES:-}" ]]; then
+            bodies "$BODIES" "$name-${rate:-flat}" "${rate:-0}" "$work/bodies.jsonl"
+            body=(-Z "$work/bodies.jsonl")
+        fi
+        if [[ -z "$rate" ]]; then
+            oha --no-tui --output-format json -z "$DURATION" -c "$CONNECTIONS" -m "$method" \
+                -H "authorization: Bearer $service" -T application/json "$@" "${body[@]}" "$url$path" >"$out"
+        else
+            oha --no-tui --output-format json -z "$DURATION" -c "$CONNECTIONS" -q "$rate" --latency-correction \
+                -m "$method" -H "authorization: Bearer $service" -T application/json "$@" "${body[@]}" \
+                "$url$path" >"$out"
+        fi
+        rm -f "$work/bodies.jsonl"
+        summarise "$name" "$mode" "$out"
+        printf '%s\t%s\t%s\t%s\n' "$name" "$mode" "$rate" "$out" >>"$work/runs.tsv"
+    done
 }
 
-echo "load: $BASE_URL, $DURATION per run, $CONNECTIONS connections, open-model rate $RATE/s"
-scenario trivial GET /health/live
-scenario cached-suggest POST /api/v1/activities/suggest -d "{\"user_id\":\"$cached_user\"}"
-scenario uncached-suggest POST /api/v1/activities/suggest -Z "$work/uncached.jsonl"
-scenario conversation-end POST /api/v1/conversations/end -Z "$work/conversations.jsonl"
+echo "load: $BASE_URL, $DURATION per run, $CONNECTIONS connections, open-model rates: $RATES/s"
+if [[ -n "$BASELINE_URL" ]]; then
+    echo "load: baseline $BASELINE_URL/ (hello world, same server)"
+    scenario baseline "$BASELINE_URL" GET /
+fi
+scenario trivial "$BASE_URL" GET /health/live
+scenario cached-suggest "$BASE_URL" POST /api/v1/activities/suggest -d "{\"user_id\":\"$cached_user\"}"
+BODIES=uncached scenario uncached-suggest "$BASE_URL" POST /api/v1/activities/suggest
+BODIES=conversations scenario conversation-end "$BASE_URL" POST /api/v1/conversations/end
+
+python3 - "$work/runs.tsv" "$P99_TARGET_MS" <<'PY'
+import json, sys
+runs_path, target = sys.argv[1], float(sys.argv[2])
+runs = []
+for line in open(runs_path):
+    name, mode, rate, path = line.rstrip("\n").split("\t")
+    r = json.load(open(path))
+    codes = r.get("statusCodeDistribution", {})
+    total = sum(codes.values())
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    p = r["latencyPercentiles"]
+    runs.append({
+        "name": name, "mode": mode, "rate": int(rate) if rate else None,
+        "rps": r["summary"]["requestsPerSec"] or 0.0,
+        "p50": (p["p50"] or 0) * 1000, "p99": (p["p99"] or 0) * 1000,
+        "ok": 100.0 * ok / total if total else 0.0,
+    })
+base = {r["mode"]: r["rps"] for r in runs if r["name"] == "baseline"}
+modes = list(dict.fromkeys(r["mode"] for r in runs))
+print()
+print(f"{'scenario':<18} {'run':<10} {'req/s':>9} {'% of base':>10} {'p50 ms':>9} {'p99 ms':>9} {'2xx':>7}")
+for mode in modes:
+    for r in (r for r in runs if r["mode"] == mode):
+        pct = f"{100 * r['rps'] / base[mode]:.1f}%" if base.get(mode) else "-"
+        print(f"{r['name']:<18} {mode:<10} {r['rps']:>9.0f} {pct:>10} {r['p50']:>9.2f} {r['p99']:>9.2f} {r['ok']:>6.1f}%")
+print()
+for r in runs:
+    if r["rate"] is None or r["name"] not in ("uncached-suggest", "conversation-end"):
+        continue
+    why = []
+    if r["rps"] < 0.95 * r["rate"]:
+        why.append(f"{r['rps']:.0f} req/s achieved")
+    if r["p99"] > target:
+        why.append(f"p99 {r['p99']:.1f} ms")
+    if r["ok"] < 100.0:
+        why.append(f"{100 - r['ok']:.1f}% not 2xx")
+    verdict = "yes" if not why else "no (" + ", ".join(why) + ")"
+    print(f"holds {r['rate']}/s with p99 <= {target:g} ms: {r['name']:<17} {verdict}")
+PY

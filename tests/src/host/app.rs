@@ -36,7 +36,7 @@ use crate::host::manifest::{Manifest, ManifestError};
 use crate::host::postgres::Pools;
 use crate::host::redis_trigger::{RedisComponent, Subscriber, TriggerExit};
 use crate::host::routing::{Route, RouteError, Router};
-use crate::host::runtime::{self, ComponentContext, Optimization, SharedServices};
+use crate::host::runtime::{self, ComponentContext, ComponentStdio, Optimization, SharedServices};
 use crate::host::runtime_config::{RuntimeConfig, RuntimeConfigError};
 use crate::host::variables::{AppVariables, ComponentVariables, Provider, VariableError};
 
@@ -59,8 +59,12 @@ pub struct AppConfig {
     pub redis_trigger: bool,
     /// Read `SPIN_VARIABLE_<NAME>` from the environment (Spin does).
     pub env_variables: bool,
-    /// Cranelift optimisation; see [`Optimization`].
+    /// The engine profile: [`Optimization::Fast`] for tests,
+    /// [`Optimization::Spin`] for Spin's own wasmtime configuration.
     pub optimization: Optimization,
+    /// Where component stdout and stderr go: inherited (the default), or as
+    /// `spin up` writes them ([`ComponentStdio::Spin`]).
+    pub stdio: ComponentStdio,
     /// Run only the triggers of these components, like Spin's
     /// `spin up --component-id` (None: every component).
     pub components: Option<Vec<String>>,
@@ -73,7 +77,7 @@ pub struct AppConfig {
 impl Default for AppConfig {
     /// `spin.toml` in the current directory, no runtime config, no explicit
     /// variables, `127.0.0.1:0`, both triggers, env variables on, fast
-    /// compile, the Spin line of `SPIN_COMPAT` (default 4.0).
+    /// compile, inherited stdio, the Spin line of `SPIN_COMPAT` (default 4.0).
     fn default() -> Self {
         Self {
             manifest: PathBuf::from("spin.toml"),
@@ -84,6 +88,7 @@ impl Default for AppConfig {
             redis_trigger: true,
             env_variables: true,
             optimization: Optimization::Fast,
+            stdio: ComponentStdio::Inherit,
             components: None,
             spin_compat: SpinCompat::from_env(),
         }
@@ -184,11 +189,30 @@ impl App {
                 labels.insert(label.clone(), store);
             }
         }
+        if let ComponentStdio::Spin { log_dir, follow } = &config.stdio {
+            // As Spin's `StdioLoggingExecutorHooks::configure_app`.
+            if let Some(unknown) = follow
+                .iter()
+                .flatten()
+                .find(|id| !manifest.component.contains_key(*id))
+            {
+                return Err(HostError::Config(format!(
+                    "the component {unknown:?} given to --follow does not exist in the application"
+                )));
+            }
+            if let Some(dir) = log_dir {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    HostError::Config(format!("Failed to create log dir {}: {e}", dir.display()))
+                })?;
+            }
+        }
         let shared = Arc::new(SharedServices {
             kv: Stores::new(labels),
             pg: Pools::default(),
             spin_compat: config.spin_compat,
             spin_compat_violations: Default::default(),
+            profile: config.optimization,
+            stdio: config.stdio.clone(),
         });
 
         let mut contexts = HashMap::new();

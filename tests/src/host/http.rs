@@ -30,7 +30,7 @@ use wasmtime_wasi_http::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
 use crate::host::routing::{RouteMatch, Router, WELL_KNOWN_PREFIX};
-use crate::host::runtime::{new_store, ComponentContext, InstanceState, SharedServices};
+use crate::host::runtime::{try_new_store, ComponentContext, InstanceState, SharedServices};
 
 /// A component ready to serve HTTP.
 pub struct HttpComponent {
@@ -183,7 +183,7 @@ impl HttpApp {
             .build()?;
         let req = Request::from_parts(parts, body);
 
-        let mut store = new_store(&self.engine, &component.context, &self.shared);
+        let mut store = try_new_store(&self.engine, &component.context, &self.shared)?;
         let proxy = component.pre.instantiate_async(&mut store).await?;
         let request = store.data_mut().new_incoming_request(Scheme::Http, req)?;
         let (tx, rx) = tokio::sync::oneshot::channel();

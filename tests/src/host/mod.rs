@@ -67,7 +67,7 @@ pub use app::{App, AppConfig, HostError};
 pub use compat::SpinCompat;
 pub use redis_trigger::TriggerExit;
 pub use routing::Route;
-pub use runtime::{InstanceState, Optimization};
+pub use runtime::{spin_uses_pooling, ComponentStdio, InstanceState, Optimization};
 
 /// Installs a `tracing` subscriber printing to stderr, filtered by `RUST_LOG`
 /// (default `info`). Harmless if one is already installed.
