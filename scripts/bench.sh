@@ -84,12 +84,8 @@ wait_for() {
 given_database_url=${DATABASE_URL:-}
 ensure_services
 if [[ -z "$given_database_url" ]]; then
-    # As run.sh: a database of its own on the server found or started.
-    if ! psql "$DATABASE_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'friendship'" | grep -q 1; then
-        psql "$DATABASE_URL" -qc "CREATE DATABASE friendship"
-    fi
-    DATABASE_URL=$(python3 scripts/urls.py spin-db-url "$DATABASE_URL" friendship)
-    export DATABASE_URL
+    # Not told where: a database of its own on the server found or started.
+    services_use_database friendship
 fi
 if [[ -z "${SPIN_VARIABLE_JWT_SECRET:-}" ]]; then
     SPIN_VARIABLE_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')

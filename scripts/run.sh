@@ -25,11 +25,7 @@ given_database_url=${DATABASE_URL:-}
 ensure_services
 if [[ -z "$given_database_url" ]]; then
     # Not told where: a database of its own on the server found or started.
-    if ! psql "$DATABASE_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'friendship'" | grep -q 1; then
-        psql "$DATABASE_URL" -qc "CREATE DATABASE friendship"
-    fi
-    DATABASE_URL=$(python3 scripts/urls.py spin-db-url "$DATABASE_URL" friendship)
-    export DATABASE_URL
+    services_use_database friendship
 fi
 
 pids=()

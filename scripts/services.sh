@@ -246,6 +246,18 @@ ensure_services() {
 
 # Stops and removes what ensure_services started, and nothing else. Safe to call twice
 # and from an EXIT trap: it never fails.
+# Points DATABASE_URL at a database NAME of its own on the server found or
+# started (created when missing), with the URL Spin needs (scripts/urls.py:
+# sslmode=disable on loopback).
+services_use_database() {
+    local name=$1
+    if ! psql "$DATABASE_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1; then
+        psql "$DATABASE_URL" -qc "CREATE DATABASE $name"
+    fi
+    DATABASE_URL=$(python3 scripts/urls.py spin-db-url "$DATABASE_URL" "$name")
+    export DATABASE_URL
+}
+
 stop_services() {
     if [[ -n "$SERVICES_PG_DIR" ]]; then
         services_as_postgres "$SERVICES_PG_BIN/pg_ctl" -D "$SERVICES_PG_DIR/data" -m fast -w stop >/dev/null 2>&1 ||
