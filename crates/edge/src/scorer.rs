@@ -46,8 +46,15 @@ pub enum WakeError {
 enum Outcome {
     /// Scored; the status after it when the level moved.
     Scored(Option<Changed>),
-    Failed { error: String, attempt: u32, final_attempt: bool, retry_in: Duration },
-    Unprocessable { error: String },
+    Failed {
+        error: String,
+        attempt: u32,
+        final_attempt: bool,
+        retry_in: Duration,
+    },
+    Unprocessable {
+        error: String,
+    },
 }
 
 /// Entries of the events stream recorded per wake-up at most.
@@ -191,7 +198,13 @@ fn finish(
             let retry_in =
                 friendship_domain::backoff_delay(attempt, policy.base_ms, &mut rand::rng());
             let error = error.to_string();
-            store::record_failure(db, event.processing_id, &error, policy.max_attempts, retry_in)?;
+            store::record_failure(
+                db,
+                event.processing_id,
+                &error,
+                policy.max_attempts,
+                retry_in,
+            )?;
             Ok(Outcome::Failed {
                 error,
                 attempt,

@@ -444,6 +444,16 @@ fn a_change_to_an_unknown_user_writes_nothing() {
     });
 }
 
+/// A transaction that gives up waiting for a row lock after 200 ms.
+async fn impatient(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL lock_timeout = '200ms'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
 #[test]
 fn lock_user_holds_the_user_row_until_the_transaction_ends() {
     with_migrated_db(|db| async move {
@@ -454,22 +464,14 @@ fn lock_user_holds_the_user_row_until_the_transaction_ends() {
             .await
             .expect("user-1 exists");
 
-        let mut other = db.pool.begin().await.unwrap();
-        sqlx::query("SET LOCAL lock_timeout = '200ms'")
-            .execute(&mut *other)
-            .await
-            .unwrap();
+        let mut other = impatient(&db.pool).await;
         // APPLY_CHANGE alone waits for the row (its own FOR UPDATE)...
         let blocked = apply_change(&mut *other, &Change::service("user-1", 1.0)).await;
         assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE);
         other.rollback().await.unwrap();
         // ...so does ENSURE_USER, which is where the components wait (a write,
         // whose timeout reaches them with its SQLSTATE on every Spin version)...
-        let mut other = db.pool.begin().await.unwrap();
-        sqlx::query("SET LOCAL lock_timeout = '200ms'")
-            .execute(&mut *other)
-            .await
-            .unwrap();
+        let mut other = impatient(&db.pool).await;
         let blocked = sqlx::query(friendship::ENSURE_USER.sql)
             .bind("user-1")
             .execute(&mut *other)
@@ -477,11 +479,7 @@ fn lock_user_holds_the_user_row_until_the_transaction_ends() {
         assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE);
         other.rollback().await.unwrap();
         // ...and so does another LOCK_USER.
-        let mut other = db.pool.begin().await.unwrap();
-        sqlx::query("SET LOCAL lock_timeout = '200ms'")
-            .execute(&mut *other)
-            .await
-            .unwrap();
+        let mut other = impatient(&db.pool).await;
         let blocked = try_lock_user(&mut *other, "user-1").await;
         assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE);
         other.rollback().await.unwrap();
@@ -542,7 +540,14 @@ fn lock_user_answers_the_level_before_the_change_and_get_status_the_one_after() 
 fn apply_change_affects_a_row_exactly_when_the_level_moves() {
     with_migrated_db(|db| async move {
         ensure_user(&db.pool, "user-1").await;
-        for (change, moved) in [(50.0, 0), (49.0, 0), (1.0, 1), (-0.5, 1), (0.5, 1), (400.0, 1)] {
+        for (change, moved) in [
+            (50.0, 0),
+            (49.0, 0),
+            (1.0, 1),
+            (-0.5, 1),
+            (0.5, 1),
+            (400.0, 1),
+        ] {
             let mut tx = db.pool.begin().await.unwrap();
             lock_user(&mut *tx, "user-1").await.unwrap();
             let affected = apply_change(&mut *tx, &Change::service("user-1", change))
