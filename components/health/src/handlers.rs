@@ -15,7 +15,7 @@ use spin_sdk::redis::{RedisParameter, RedisResult};
 /// The OpenAPI document of the HTTP contract, kept in the repository root.
 const OPENAPI: &str = include_str!("../../../openapi.json");
 
-/// Runs one probe and reports it as API.md's component status.
+/// Runs one probe and reports it as a `ComponentHealth` of openapi.json.
 fn probe(check: impl FnOnce() -> Result<(), String>) -> (bool, Value) {
     let started = Instant::now();
     let result = check();

@@ -1,6 +1,6 @@
 //! Bearer-token authentication: HS256 JWTs (jsonwebtoken, constant-time
 //! signature check), `exp` required with at most 60 s of leeway, and the role
-//! and subject rules of API.md.
+//! and subject rules of docs/http-contract.md.
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;

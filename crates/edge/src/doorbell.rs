@@ -1,6 +1,6 @@
 //! Outbound Redis: the doorbell that wakes the scorer, and the cache counters.
 //!
-//! Pub/sub is a doorbell, not the queue (DESIGN.md decision 1): a lost
+//! Pub/sub is a doorbell, not the queue (docs/architecture.md, decision 1): a lost
 //! notification delays an event until the next wake-up, it never loses it.
 
 use friendship_domain::Doorbell;

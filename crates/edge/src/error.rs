@@ -1,6 +1,6 @@
 //! One error type for every HTTP answer that is not a success, mapped to a
 //! status in exactly one place ([`ApiError::status`]) and rendered in the
-//! error schema of API.md.
+//! error schema of docs/http-contract.md (`Error` in openapi.json).
 //!
 //! 5xx bodies say nothing internal: the detail goes to the log line of the
 //! request (with its request id), never to the client.
@@ -141,7 +141,7 @@ impl ApiError {
         }
     }
 
-    /// The body of API.md's error schema.
+    /// The body of the error schema (`Error` in openapi.json).
     pub fn body(&self, request_id: &str, timestamp: &str) -> Value {
         json!({
             "error": self.code(),

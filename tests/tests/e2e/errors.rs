@@ -1,4 +1,4 @@
-//! Every error class of API.md, each with the error schema and the request
+//! Every error class of docs/http-contract.md, each with the error schema and the request
 //! id, and the order of the checks: routing, authentication, body, subject.
 
 use std::collections::HashMap;

@@ -31,8 +31,9 @@ async fn post_until_accepted(env: &Env, token: &str, body: &Value, within: Durat
     }
 }
 
-/// The score a conversation body adds (API.md's formula; bodies here use
-/// the neutral emotion and no memories).
+/// The score a conversation body adds (the formula of
+/// crates/domain/src/scoring.rs; bodies here use the neutral emotion and no
+/// memories).
 fn expected_score(bodies: &[Value]) -> f64 {
     bodies
         .iter()

@@ -1,4 +1,4 @@
-//! The role matrix of API.md, cell by cell: for every route, what an
+//! The role matrix of docs/http-contract.md, cell by cell: for every route, what an
 //! anonymous caller, a user on their own data, a user on someone else's, the
 //! service and an admin get.
 

@@ -1,5 +1,5 @@
 //! Scoring happens asynchronously, exactly once in effect, with the exact
-//! figures of API.md's formula.
+//! figures of the formula in crates/domain/src/scoring.rs.
 
 use std::time::Duration;
 

@@ -696,7 +696,7 @@ impl Resp {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// Asserts the status, and for non-2xx the error schema of API.md with
+    /// Asserts the status, and for non-2xx the error schema (`Error` in openapi.json) with
     /// the request id of the header.
     #[track_caller]
     pub fn expect(&self, status: u16) -> &Self {
@@ -723,7 +723,7 @@ impl Resp {
     }
 }
 
-/// The error body of API.md: fields, types, request id equal to the header.
+/// The error body (`Error` in openapi.json): fields, types, request id equal to the header.
 #[track_caller]
 pub fn assert_error_schema(resp: &Resp) {
     let body = resp
