@@ -1,16 +1,14 @@
 //! Parsing and answering of the agent-mapping routes.
 
-use friendship_domain::{AgentType, GreetingTrigger, Level, Weight};
+use friendship_domain::{AgentFields, AgentType, GreetingTrigger, Level, Weight};
 use friendship_edge::auth::Role;
 use friendship_edge::cache::Cache;
 use friendship_edge::db::Db;
+use friendship_edge::http::{Limit, Offset};
 use friendship_edge::store::{self, Mapping, MappingFields, MappingFilter};
 use friendship_edge::{log, ApiError, Ctx, Reply};
 use serde::Deserialize;
 use serde_json::json;
-
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 500;
 
 /// The body of a create or a replace.
 #[derive(Deserialize)]
@@ -35,61 +33,19 @@ fn active_by_default() -> bool {
     true
 }
 
-fn check_length(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
-    let n = value.chars().count();
-    if n < min || n > max {
-        return Err(ApiError::validation(
-            field,
-            format!("{field} must be between {min} and {max} characters"),
-        ));
-    }
-    Ok(())
-}
-
-/// Identifiers and names are compared as written, so a padded one is a typo.
-fn check_trimmed(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim() != value {
-        return Err(ApiError::validation(
-            field,
-            format!("{field} must not start or end with whitespace"),
-        ));
-    }
-    Ok(())
-}
-
 impl MappingInput {
-    /// The rules the database would also enforce, told to the client first.
+    /// The domain's agent rules (which the database partly enforces too),
+    /// told to the client first.
     fn validate(self) -> Result<MappingFields, ApiError> {
-        check_length("agent_id", &self.agent_id, 1, 128)?;
-        check_trimmed("agent_id", &self.agent_id)?;
-        check_length("agent_name", &self.agent_name, 1, 200)?;
-        check_trimmed("agent_name", &self.agent_name)?;
-        check_length("agent_description", &self.agent_description, 0, 2000)?;
-        if self.trigger.is_some() && self.agent_type != AgentType::Greeting {
-            return Err(ApiError::validation(
-                "trigger",
-                "only greeting agents have a trigger",
-            ));
+        AgentFields {
+            agent_id: &self.agent_id,
+            name: &self.agent_name,
+            description: &self.agent_description,
+            agent_type: self.agent_type,
+            trigger: self.trigger,
+            topic: self.topic.as_deref(),
         }
-        match (&self.topic, self.agent_type) {
-            (Some(topic), AgentType::Talk) => {
-                check_length("topic", topic, 1, 64)?;
-                check_trimmed("topic", topic)?;
-            }
-            (None, AgentType::Talk) => {
-                return Err(ApiError::validation(
-                    "topic",
-                    "talk agents must name the topic they cover",
-                ))
-            }
-            (Some(_), _) => {
-                return Err(ApiError::validation(
-                    "topic",
-                    "only talk agents have a topic",
-                ))
-            }
-            (None, _) => {}
-        }
+        .validate()?;
         Ok(MappingFields {
             friendship_level: self.friendship_level,
             agent_type: self.agent_type,
@@ -134,52 +90,29 @@ fn catalogue_changed(db: &Db, ctx: &mut Ctx, mapping: &Mapping) -> Result<(), Ap
     Ok(())
 }
 
-fn parse_query<T: std::str::FromStr>(field: &str, value: &str, what: &str) -> Result<T, ApiError> {
-    value
-        .parse()
-        .map_err(|_| ApiError::validation(field, format!("{field} must be {what}")))
+/// The query string of the list: optional filters and a page, nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    friendship_level: Option<Level>,
+    agent_type: Option<AgentType>,
+    is_active: Option<bool>,
+    #[serde(default)]
+    limit: Limit,
+    #[serde(default)]
+    offset: Offset,
 }
 
 /// `GET /api/v1/agent-mappings?friendship_level=&agent_type=&is_active=&limit=&offset=`.
 pub fn list_mappings(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     ctx.authenticate_as(&[Role::Admin])?;
-    let mut filter = MappingFilter::default();
-    let (mut limit, mut offset) = (DEFAULT_LIMIT, 0i64);
-    for (key, value) in ctx.query() {
-        match key.as_str() {
-            "friendship_level" => {
-                filter.level = Some(parse_query(
-                    &key,
-                    &value,
-                    "stranger, acquaintance or friend",
-                )?)
-            }
-            "agent_type" => {
-                filter.agent_type = Some(parse_query(&key, &value, "greeting, talk or game")?)
-            }
-            "is_active" => filter.is_active = Some(parse_query(&key, &value, "true or false")?),
-            "limit" => limit = parse_query(&key, &value, "an integer from 1 to 500")?,
-            "offset" => offset = parse_query(&key, &value, "a non-negative integer")?,
-            _ => {
-                return Err(ApiError::validation(
-                    key.clone(),
-                    format!("unknown query parameter `{key}`"),
-                ))
-            }
-        }
-    }
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit",
-            "limit must be an integer from 1 to 500",
-        ));
-    }
-    if offset < 0 {
-        return Err(ApiError::validation(
-            "offset",
-            "offset must be a non-negative integer",
-        ));
-    }
+    let query: ListQuery = ctx.query()?;
+    let filter = MappingFilter {
+        level: query.friendship_level,
+        agent_type: query.agent_type,
+        is_active: query.is_active,
+    };
+    let (limit, offset) = (query.limit.get(), query.offset.get());
     let db = Db::open()?;
     let (items, total) = store::list_mappings(&db, &filter, limit, offset)?;
     Reply::ok(&json!({ "items": items, "total": total, "limit": limit, "offset": offset }))
@@ -222,4 +155,99 @@ pub fn deactivate_mapping(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let mapping = store::deactivate_mapping(&db, id)?.ok_or_else(not_found)?;
     catalogue_changed(&db, ctx, &mapping)?;
     Reply::ok(&mapping)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use friendship_edge::http::{decode_json, parse_query};
+    use serde_json::Value;
+
+    /// The error body a create or replace answers for `body`.
+    fn refused(body: Value) -> Value {
+        let error = decode_json::<MappingInput>(body.to_string().as_bytes())
+            .and_then(MappingInput::validate)
+            .err()
+            .expect("refused");
+        assert_eq!((error.status(), error.code()), (400, "validation_error"));
+        error.body("rid", "2026-11-22T10:00:00Z")
+    }
+
+    fn talk() -> Value {
+        json!({"friendship_level": "friend", "agent_type": "talk", "agent_id": "talk-1",
+               "agent_name": "Talk", "weight": 1.0, "topic": "music"})
+    }
+
+    #[test]
+    fn each_broken_agent_rule_is_a_400_naming_the_field() {
+        assert!(decode_json::<MappingInput>(talk().to_string().as_bytes())
+            .and_then(MappingInput::validate)
+            .is_ok());
+        for (field, value, message) in [
+            (
+                "agent_id",
+                json!(" talk-1"),
+                "agent_id must not start or end with whitespace",
+            ),
+            (
+                "agent_id",
+                json!(""),
+                "agent_id must be between 1 and 128 characters",
+            ),
+            (
+                "agent_name",
+                json!("Talk "),
+                "agent_name must not start or end with whitespace",
+            ),
+            (
+                "agent_description",
+                json!("a\u{0}b"),
+                "agent_description must not contain the NUL character (U+0000)",
+            ),
+            (
+                "topic",
+                json!(" music"),
+                "topic must not start or end with whitespace",
+            ),
+            ("topic", json!(null), "topic is required for talk agents"),
+            (
+                "trigger",
+                json!("birthday"),
+                "trigger is only allowed for greeting agents",
+            ),
+        ] {
+            let mut body = talk();
+            body[field] = value;
+            let error = refused(body);
+            assert_eq!(error["details"]["field"], field, "{error}");
+            assert_eq!(error["message"], message, "{error}");
+        }
+    }
+
+    #[test]
+    fn the_list_query_takes_filters_and_a_page_only() {
+        let query: ListQuery =
+            parse_query("friendship_level=friend&agent_type=talk&is_active=true&limit=500")
+                .unwrap();
+        assert_eq!(query.friendship_level, Some(Level::Friend));
+        assert_eq!(query.agent_type, Some(AgentType::Talk));
+        assert_eq!(query.is_active, Some(true));
+        assert_eq!((query.limit.get(), query.offset.get()), (500, 0));
+        for (bad, field) in [
+            ("limit=abc", "limit"),
+            ("limit=0", "limit"),
+            ("offset=-1", "offset"),
+            ("is_active=maybe", "is_active"),
+            ("friendship_level=x", "friendship_level"),
+            ("agent_type=x", "agent_type"),
+            ("%zz=1", "%zz"),
+            ("unknown=1", "unknown"),
+        ] {
+            match parse_query::<ListQuery>(bad) {
+                Err(ApiError::Validation { field: Some(f), .. }) => assert_eq!(f, field, "{bad}"),
+                Err(other) => panic!("{bad}: {other:?}"),
+                Ok(_) => panic!("{bad}: accepted"),
+            }
+        }
+    }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::error::{string_enum, ValidationError};
 use crate::event::Emotion;
 use crate::ids::TopicName;
+use crate::text::{TextRule, Whitespace};
 
 string_enum! {
     /// What an agent does in a conversation.
@@ -170,62 +171,61 @@ pub const MAX_AGENT_NAME_CHARS: usize = 200;
 /// Longest agent description, in characters.
 pub const MAX_AGENT_DESCRIPTION_CHARS: usize = 2000;
 
-/// One active catalogue entry as selection sees it. Invariants (checked by
-/// [`Agent::validate`] and on deserialisation, as the database checks them):
-/// `agent_id` 1..=128 chars, `name` 1..=200, `description` ≤ 2000; only a
-/// greeting may have a `trigger`; a talk agent has exactly one `topic` (a
-/// valid, already trimmed [`TopicName`]) and other agents none.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "AgentWire")]
-pub struct Agent {
-    /// The mapping row's id.
-    pub mapping_id: i64,
-    pub agent_id: String,
-    pub name: String,
-    pub description: String,
+const AGENT_ID: TextRule = TextRule {
+    min: 1,
+    max: MAX_AGENT_ID_CHARS,
+    whitespace: Whitespace::Refused,
+};
+const AGENT_NAME: TextRule = TextRule {
+    min: 1,
+    max: MAX_AGENT_NAME_CHARS,
+    whitespace: Whitespace::Refused,
+};
+const AGENT_DESCRIPTION: TextRule = TextRule {
+    min: 0,
+    max: MAX_AGENT_DESCRIPTION_CHARS,
+    whitespace: Whitespace::Kept,
+};
+/// A talk agent's topic: a [`TopicName`] written in its trimmed form.
+const AGENT_TOPIC: TextRule = TextRule {
+    min: TopicName::MIN_CHARS,
+    max: TopicName::MAX_CHARS,
+    whitespace: Whitespace::Refused,
+};
+
+/// The fields of an agent that carry rules, borrowed: what an [`Agent`]
+/// holds and what the mapping API accepts. [`AgentFields::validate`] is the
+/// one statement of those rules (the database checks the same lengths):
+/// `agent_id` 1..=128 chars and `name` 1..=200, both kept as given, so
+/// without surrounding whitespace; `description` ≤ 2000; no U+0000 anywhere;
+/// only a greeting may have a `trigger`; a talk agent has exactly one `topic`
+/// (a valid [`TopicName`] in its trimmed form) and other agents none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentFields<'a> {
+    pub agent_id: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
     pub agent_type: AgentType,
-    pub weight: Weight,
     pub trigger: Option<GreetingTrigger>,
-    pub topic: Option<String>,
+    pub topic: Option<&'a str>,
 }
 
-impl Agent {
-    /// Checks the invariants above.
+impl AgentFields<'_> {
+    /// Checks the rules above; errors name the mapping API's fields
+    /// (`agent_id`, `agent_name`, `agent_description`, `trigger`, `topic`).
     pub fn validate(&self) -> Result<(), ValidationError> {
-        let length = |value: &str, field: &str, min: usize, max: usize| {
-            let chars = value.chars().count();
-            if (min..=max).contains(&chars) {
-                Ok(())
-            } else {
-                Err(ValidationError::new(
-                    field,
-                    format!("{field} must be between {min} and {max} characters"),
-                ))
-            }
-        };
-        length(&self.agent_id, "agent_id", 1, MAX_AGENT_ID_CHARS)?;
-        length(&self.name, "agent_name", 1, MAX_AGENT_NAME_CHARS)?;
-        length(
-            &self.description,
-            "agent_description",
-            0,
-            MAX_AGENT_DESCRIPTION_CHARS,
-        )?;
+        AGENT_ID.apply(self.agent_id, "agent_id")?;
+        AGENT_NAME.apply(self.name, "agent_name")?;
+        AGENT_DESCRIPTION.apply(self.description, "agent_description")?;
         if self.trigger.is_some() && self.agent_type != AgentType::Greeting {
             return Err(ValidationError::new(
                 "trigger",
                 "trigger is only allowed for greeting agents",
             ));
         }
-        match (&self.topic, self.agent_type) {
+        match (self.topic, self.agent_type) {
             (Some(topic), AgentType::Talk) => {
-                let name = TopicName::parse(topic)?;
-                if name.as_str() != topic {
-                    return Err(ValidationError::new(
-                        "topic",
-                        "topic must not have surrounding whitespace",
-                    ));
-                }
+                AGENT_TOPIC.apply(topic, "topic")?;
             }
             (None, AgentType::Talk) => {
                 return Err(ValidationError::new(
@@ -242,6 +242,41 @@ impl Agent {
             (None, _) => {}
         }
         Ok(())
+    }
+}
+
+/// One active catalogue entry as selection sees it. Its fields obey
+/// [`AgentFields::validate`], checked on deserialisation (a cached record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "AgentWire")]
+pub struct Agent {
+    /// The mapping row's id.
+    pub mapping_id: i64,
+    pub agent_id: String,
+    pub name: String,
+    pub description: String,
+    pub agent_type: AgentType,
+    pub weight: Weight,
+    pub trigger: Option<GreetingTrigger>,
+    pub topic: Option<String>,
+}
+
+impl Agent {
+    /// The fields its rules are about.
+    pub fn fields(&self) -> AgentFields<'_> {
+        AgentFields {
+            agent_id: &self.agent_id,
+            name: &self.name,
+            description: &self.description,
+            agent_type: self.agent_type,
+            trigger: self.trigger,
+            topic: self.topic.as_deref(),
+        }
+    }
+
+    /// Checks [`AgentFields::validate`]'s rules.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.fields().validate()
     }
 }
 
@@ -279,6 +314,7 @@ impl TryFrom<AgentWire> for Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn talk(topic: &str) -> Agent {
         Agent {
@@ -396,5 +432,177 @@ mod tests {
         assert!(game.validate().is_ok());
         game.trigger = Some(GreetingTrigger::Birthday);
         assert_eq!(game.validate().unwrap_err().field, "trigger");
+    }
+
+    #[test]
+    fn every_violation_has_one_field_and_one_message() {
+        let base = talk("music");
+        let fields = base.fields();
+        let long_id = "i".repeat(129);
+        let long_name = "n".repeat(201);
+        let long_description = "d".repeat(2001);
+        let long_topic = "t".repeat(65);
+        let cases = [
+            (
+                AgentFields {
+                    agent_id: "",
+                    ..fields
+                },
+                "agent_id",
+                "agent_id must be between 1 and 128 characters",
+            ),
+            (
+                AgentFields {
+                    agent_id: &long_id,
+                    ..fields
+                },
+                "agent_id",
+                "agent_id must be between 1 and 128 characters",
+            ),
+            (
+                AgentFields {
+                    agent_id: " talk",
+                    ..fields
+                },
+                "agent_id",
+                "agent_id must not start or end with whitespace",
+            ),
+            (
+                AgentFields { name: "", ..fields },
+                "agent_name",
+                "agent_name must be between 1 and 200 characters",
+            ),
+            (
+                AgentFields {
+                    name: &long_name,
+                    ..fields
+                },
+                "agent_name",
+                "agent_name must be between 1 and 200 characters",
+            ),
+            (
+                AgentFields {
+                    name: "Music\t",
+                    ..fields
+                },
+                "agent_name",
+                "agent_name must not start or end with whitespace",
+            ),
+            (
+                AgentFields {
+                    description: &long_description,
+                    ..fields
+                },
+                "agent_description",
+                "agent_description must be between 0 and 2000 characters",
+            ),
+            (
+                AgentFields {
+                    trigger: Some(GreetingTrigger::Birthday),
+                    ..fields
+                },
+                "trigger",
+                "trigger is only allowed for greeting agents",
+            ),
+            (
+                AgentFields {
+                    topic: None,
+                    ..fields
+                },
+                "topic",
+                "topic is required for talk agents",
+            ),
+            (
+                AgentFields {
+                    agent_type: AgentType::Game,
+                    ..fields
+                },
+                "topic",
+                "topic is only allowed for talk agents",
+            ),
+            (
+                AgentFields {
+                    topic: Some(""),
+                    ..fields
+                },
+                "topic",
+                "topic must be between 1 and 64 characters",
+            ),
+            (
+                AgentFields {
+                    topic: Some(&long_topic),
+                    ..fields
+                },
+                "topic",
+                "topic must be between 1 and 64 characters",
+            ),
+            (
+                AgentFields {
+                    topic: Some("   "),
+                    ..fields
+                },
+                "topic",
+                "topic must not start or end with whitespace",
+            ),
+        ];
+        for (bad, field, message) in cases {
+            let err = bad.validate().unwrap_err();
+            assert_eq!((err.field.as_str(), err.message.as_str()), (field, message));
+        }
+        let edges = AgentFields {
+            agent_id: &long_id[1..],
+            name: "a b",
+            description: "",
+            ..fields
+        };
+        assert_eq!(edges.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_cached_agent_with_a_padded_id_or_name_is_refused() {
+        for (field, value) in [("agent_id", " talk-music"), ("name", "Music talk ")] {
+            let mut json = serde_json::to_value(talk("music")).unwrap();
+            json[field] = Value::from(value);
+            let err = serde_json::from_value::<Agent>(json).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("must not start or end with whitespace"),
+                "{err}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn an_agent_round_trips_exactly_when_its_fields_are_valid(
+            agent_id in "[ a-z\u{0}]{0,4}",
+            name in "[ a-z\u{0}]{0,4}",
+            topic in proptest::option::of("[ a-z\u{0}]{0,4}"),
+            agent_type in proptest::sample::select(AgentType::ALL),
+            trigger in proptest::option::of(proptest::sample::select(GreetingTrigger::ALL.to_vec())),
+        ) {
+            let agent = Agent {
+                mapping_id: 1,
+                agent_id,
+                name,
+                description: String::new(),
+                agent_type,
+                weight: Weight::new(1.0).unwrap(),
+                trigger,
+                topic,
+            };
+            let decoded = serde_json::from_value::<Agent>(serde_json::to_value(&agent).unwrap());
+            prop_assert_eq!(decoded.is_ok(), agent.validate().is_ok());
+            let unpadded_text = |s: &str| !s.is_empty() && s.trim() == s && !s.contains('\0');
+            let valid = unpadded_text(&agent.agent_id)
+                && unpadded_text(&agent.name)
+                && (trigger.is_none() || agent_type == AgentType::Greeting)
+                && match (&agent.topic, agent_type) {
+                    (Some(topic), AgentType::Talk) => unpadded_text(topic),
+                    (None, AgentType::Talk) | (Some(_), _) => false,
+                    (None, _) => true,
+                };
+            prop_assert_eq!(agent.validate().is_ok(), valid);
+        }
     }
 }

@@ -5,32 +5,26 @@
 //! catalogue version it was built from; a record that is expired, from
 //! another catalogue version or of another format is a cache miss.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{Agent, AgentType, GreetingTrigger};
+use crate::agent::{Agent, AgentType};
 use crate::error::ValidationError;
 use crate::event::Emotion;
 use crate::level::Level;
 use crate::scoring::TopicMetric;
 use crate::selection::{
-    is_returning, select_games, select_greeting, select_talk, GreetingSignals, Pick,
-    SuggestContext, TalkPick,
+    select_games, select_greeting, select_talk, GreetingSignals, Pick, SuggestContext, TalkPick,
+    GAME_SLOTS, TALK_SLOTS,
 };
 
 /// Format number of [`CandidateRecord`]; bump it whenever its JSON changes.
 pub const CANDIDATE_FORMAT: u32 = 1;
 /// Key-value key holding the catalogue version the components compare with.
 pub const CATALOGUE_VERSION_KEY: &str = "catalogue:version";
-/// Greeting slots of a suggestion.
-pub const GREETING_SLOTS: usize = 1;
-/// Talk slots of a suggestion.
-pub const TALK_SLOTS: usize = 2;
-/// Game slots of a suggestion.
-pub const GAME_SLOTS: usize = 2;
 
 /// Key-value key of a user's cached candidates: `candidates:{user_id}`.
 pub fn candidates_key(user_id: &str) -> String {
@@ -38,9 +32,9 @@ pub fn candidates_key(user_id: &str) -> String {
 }
 
 /// Everything `suggest` needs about one user, cached. The agent lists hold
-/// the active agents of `level`, one list per type, distinct by `agent_id`
-/// and sorted by `mapping_id` (so a seeded suggestion does not depend on
-/// query order).
+/// the active agents of `level`, one list per type, sorted by `mapping_id`
+/// (so a seeded suggestion does not depend on query order, and selection,
+/// which ignores a repeated `agent_id`, keeps the lowest `mapping_id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "CandidateRecordWire")]
 pub struct CandidateRecord {
@@ -113,8 +107,7 @@ impl TryFrom<CandidateRecordWire> for CandidateRecord {
 impl CandidateRecord {
     /// Builds a record valid from `now` for `ttl`. `agents` may mix types;
     /// the caller has already kept only active agents of `level`. Agents are
-    /// split by type, sorted by `mapping_id`, and a repeated `agent_id`
-    /// within a type keeps its first (lowest `mapping_id`) occurrence.
+    /// split by type and sorted by `mapping_id`.
     #[allow(clippy::too_many_arguments)]
     pub fn build(
         user_id: impl Into<String>,
@@ -128,12 +121,8 @@ impl CandidateRecord {
         ttl: Duration,
     ) -> Self {
         agents.sort_by_key(|a| a.mapping_id);
-        let mut seen = BTreeSet::new();
         let (mut greeting, mut talk, mut game) = (Vec::new(), Vec::new(), Vec::new());
         for agent in agents {
-            if !seen.insert((agent.agent_type, agent.agent_id.clone())) {
-                continue;
-            }
             match agent.agent_type {
                 AgentType::Greeting => greeting.push(agent),
                 AgentType::Talk => talk.push(agent),
@@ -187,9 +176,9 @@ pub struct Suggestion {
     pub warnings: Vec<String>,
 }
 
-/// Computes a suggestion from a (fresh or cached) record. The context's
-/// emotion overrides `record.last_emotion`; the user is returning per
-/// [`is_returning`] with `returning_after_days`.
+/// Computes a suggestion from a (fresh or cached) record. The signals are
+/// [`GreetingSignals::resolve`]d from the context and the record; the picks
+/// and their reasons are selection's, the warnings for empty slots are here.
 pub fn suggest<R: Rng + ?Sized>(
     record: &CandidateRecord,
     ctx: &SuggestContext,
@@ -198,42 +187,24 @@ pub fn suggest<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Suggestion {
     let level = record.level;
-    let signals = GreetingSignals {
-        is_birthday: ctx.is_birthday.unwrap_or(false),
-        returning: is_returning(record.last_interaction, now, returning_after_days),
-        emotion: ctx.emotion.or(record.last_emotion),
-        memory_recall: ctx.memory_recall.unwrap_or(false),
-    };
+    let signals = GreetingSignals::resolve(
+        ctx,
+        record.last_interaction,
+        record.last_emotion,
+        now,
+        returning_after_days,
+    );
     let mut warnings = Vec::new();
 
-    let mut greeting = select_greeting(&record.greeting, &signals, rng);
-    match &mut greeting {
-        Some(pick) => match pick.agent.trigger {
-            Some(GreetingTrigger::Returning) => {
-                let days = record
-                    .last_interaction
-                    .map_or(0, |last| now.signed_duration_since(last).num_days());
-                pick.reason = format!(
-                    "returning greeting: last interaction {days} days ago \
-                     (returning after {returning_after_days} days)"
-                );
-            }
-            Some(GreetingTrigger::Emotion(emotion)) => {
-                let source = if ctx.emotion.is_some() {
-                    "the request context"
-                } else {
-                    "the last conversation"
-                };
-                pick.reason = format!("emotion greeting: the user feels {emotion} (from {source})");
-            }
-            _ => {}
-        },
-        None if record.greeting.is_empty() => {
-            warnings.push(format!("no greeting: no active greeting agent for level '{level}'"));
-        }
-        None => warnings.push(format!(
-            "no greeting: no general greeting agent for level '{level}' and no greeting trigger applied"
-        )),
+    let greeting = select_greeting(&record.greeting, &signals, rng);
+    if greeting.is_none() {
+        warnings.push(if record.greeting.is_empty() {
+            format!("no greeting: no active greeting agent for level '{level}'")
+        } else {
+            format!(
+                "no greeting: no general greeting agent for level '{level}' and no greeting trigger applied"
+            )
+        });
     }
 
     let talk = select_talk(&record.talk, &record.topic_metrics, rng);
@@ -263,11 +234,13 @@ pub fn suggest<R: Rng + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::GreetingTrigger;
     use crate::selection::tests::{agent, arb_agents, arb_metrics, greeting, metric, talk};
     use chrono::TimeZone;
     use proptest::prelude::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+    use std::collections::BTreeSet;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
@@ -336,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn build_keeps_the_first_of_a_repeated_agent_id() {
+    fn a_repeated_agent_id_is_suggested_once_from_its_lowest_mapping_id() {
         let agents = vec![
             Agent {
                 mapping_id: 2,
@@ -348,8 +321,19 @@ mod tests {
             },
         ];
         let r = record(agents, None, None);
-        assert_eq!(r.game.len(), 1);
-        assert_eq!(r.game[0].mapping_id, 1);
+        let mapping_ids: Vec<i64> = r.game.iter().map(|a| a.mapping_id).collect();
+        assert_eq!(mapping_ids, [1, 2]);
+        for seed in 0..20 {
+            let s = suggest(
+                &r,
+                &SuggestContext::default(),
+                now(),
+                7,
+                &mut StdRng::seed_from_u64(seed),
+            );
+            let picked: Vec<i64> = s.games.iter().map(|p| p.agent.mapping_id).collect();
+            assert_eq!(picked, [1], "seed {seed}");
+        }
     }
 
     #[test]
@@ -466,6 +450,30 @@ mod tests {
             &mut StdRng::seed_from_u64(1),
         );
         assert_eq!(not_yet.greeting.unwrap().agent.agent_id, "cheer-up");
+    }
+
+    #[test]
+    fn a_returning_reason_keeps_the_weighted_choice_among_several() {
+        let mut agents = full_catalogue();
+        agents.push(Agent {
+            mapping_id: 10,
+            ..greeting("welcome-back-2", Some(GreetingTrigger::Returning))
+        });
+        let r = record(agents, Some(now() - Duration::days(9)), None);
+        let pick = suggest(
+            &r,
+            &SuggestContext::default(),
+            now(),
+            7,
+            &mut StdRng::seed_from_u64(1),
+        )
+        .greeting
+        .unwrap();
+        assert_eq!(
+            pick.reason,
+            "returning greeting: last interaction 9 days ago (returning after 7 days) \
+             (chosen by weight among 2 returning greetings)"
+        );
     }
 
     #[test]

@@ -24,18 +24,9 @@ string_enum! {
     }
 }
 
+// What an emotion is worth lives with the rest of the score formula, in
+// `scoring` (`Emotion::bonus`).
 impl Emotion {
-    /// Score points this emotion adds to a conversation's score change.
-    pub fn bonus(self) -> f64 {
-        match self {
-            Emotion::Interesting => 15.0,
-            Emotion::Boring => -15.0,
-            Emotion::Happy => 10.0,
-            Emotion::Sad => -5.0,
-            Emotion::Neutral => 0.0,
-        }
-    }
-
     pub(crate) fn from_json(value: &Value, field: &str) -> Result<Self, ValidationError> {
         let raw = value.as_str().unwrap_or("");
         Emotion::parse_as(raw, field)
@@ -313,7 +304,9 @@ impl TryFrom<DoorbellWire> for Doorbell {
     type Error = ValidationError;
     fn try_from(wire: DoorbellWire) -> Result<Self, Self::Error> {
         match (wire.kind.as_str(), wire.processing_id) {
-            ("recorded", Some(id)) if is_uuid(&id) => Ok(Doorbell::Recorded { processing_id: id }),
+            ("recorded", Some(id)) if is_hyphenated_uuid(&id) => {
+                Ok(Doorbell::Recorded { processing_id: id })
+            }
             ("recorded", Some(_)) => Err(ValidationError::new(
                 "processing_id",
                 "processing_id must be a hyphenated UUID",
@@ -335,13 +328,10 @@ impl TryFrom<DoorbellWire> for Doorbell {
     }
 }
 
-/// `8-4-4-4-12` hexadecimal digits, any case.
-fn is_uuid(raw: &str) -> bool {
-    raw.len() == 36
-        && raw.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        })
+/// `8-4-4-4-12` hexadecimal digits, any case: the hyphenated form only
+/// (not the simple, braced or URN forms `Uuid::parse_str` also reads).
+fn is_hyphenated_uuid(raw: &str) -> bool {
+    raw.parse::<uuid::fmt::Hyphenated>().is_ok()
 }
 
 #[cfg(test)]
@@ -527,26 +517,17 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn every_emotion_round_trips_and_carries_its_bonus() {
-        let bonuses: Vec<(&str, f64)> = Emotion::ALL
-            .iter()
-            .map(|e| (e.as_str(), e.bonus()))
-            .collect();
-        assert_eq!(
-            bonuses,
-            [
-                ("interesting", 15.0),
-                ("boring", -15.0),
-                ("happy", 10.0),
-                ("sad", -5.0),
-                ("neutral", 0.0)
-            ]
-        );
+    fn every_emotion_round_trips_through_its_string_and_json_forms() {
         for emotion in Emotion::ALL {
             assert_eq!(emotion.as_str().parse::<Emotion>().unwrap(), *emotion);
             let json = serde_json::to_string(emotion).unwrap();
             assert_eq!(serde_json::from_str::<Emotion>(&json).unwrap(), *emotion);
         }
+        let strings: Vec<&str> = Emotion::ALL.iter().map(|e| e.as_str()).collect();
+        assert_eq!(
+            strings,
+            ["interesting", "boring", "happy", "sad", "neutral"]
+        );
     }
 
     #[test]
@@ -584,6 +565,11 @@ pub(crate) mod tests {
         for bad in [
             &br#"{"kind":"recorded"}"#[..],
             br#"{"kind":"recorded","processing_id":"not-a-uuid"}"#,
+            br#"{"kind":"recorded","processing_id":"0b7c6a526f0e4c399d7b2f5d1f7e9a10"}"#,
+            br#"{"kind":"recorded","processing_id":"{0b7c6a52-6f0e-4c39-9d7b-2f5d1f7e9a10}"}"#,
+            br#"{"kind":"recorded","processing_id":"urn:uuid:0b7c6a52-6f0e-4c39-9d7b-2f5d1f7e9a10"}"#,
+            br#"{"kind":"recorded","processing_id":"0b7c6a52-6f0e-4c39-9d7b-2f5d1f7e9a1g"}"#,
+            br#"{"kind":"recorded","processing_id":"0b7c6a52-6f0e-4c39-9d7b-2f5d1f7e9a1\u0000"}"#,
             br#"{"kind":"tick","processing_id":"0b7c6a52-6f0e-4c39-9d7b-2f5d1f7e9a10"}"#,
             br#"{"kind":"tick","extra":1}"#,
             br#"{"kind":"ring"}"#,
@@ -646,9 +632,10 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn recorded_doorbells_round_trip(bytes in any::<[u8; 16]>()) {
+        fn recorded_doorbells_round_trip_in_either_case(bytes in any::<[u8; 16]>(), upper in any::<bool>()) {
             let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
             let id = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+            let id = if upper { id.to_uppercase() } else { id };
             let doorbell = Doorbell::Recorded { processing_id: id };
             prop_assert_eq!(Doorbell::from_json(&doorbell.to_json()).unwrap(), doorbell);
         }

@@ -1,6 +1,6 @@
 //! Identifiers and names that arrive from clients: a user, a conversation, a
-//! topic. Each is a string whose length is counted in Unicode scalar values
-//! (what Postgres' `char_length` counts), checked once at construction.
+//! topic. Each is a string checked once at construction by its text rule
+//! (length in Unicode scalar values, whitespace, no U+0000; see `text`).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -10,33 +10,12 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::{json_str, ValidationError};
-
-fn check_chars(
-    value: &str,
-    field: &str,
-    min: usize,
-    max: usize,
-    trimmed: bool,
-) -> Result<(), ValidationError> {
-    let chars = value.chars().count();
-    if (min..=max).contains(&chars) {
-        return Ok(());
-    }
-    let suffix = if trimmed {
-        ", not counting surrounding whitespace"
-    } else {
-        ""
-    };
-    Err(ValidationError::new(
-        field,
-        format!("{field} must be between {min} and {max} characters{suffix}"),
-    ))
-}
+use crate::text::{TextRule, Whitespace};
 
 macro_rules! bounded_string {
     (
         $(#[$meta:meta])*
-        $name:ident (field = $field:literal, chars = $min:literal ..= $max:literal, trim = $trim:literal)
+        $name:ident (field = $field:literal, chars = $min:literal ..= $max:literal, whitespace = $ws:ident)
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -49,6 +28,12 @@ macro_rules! bounded_string {
             /// Most characters allowed.
             pub const MAX_CHARS: usize = $max;
 
+            const RULE: TextRule = TextRule {
+                min: $min,
+                max: $max,
+                whitespace: Whitespace::$ws,
+            };
+
             /// Validates `raw`, naming the default field in errors.
             pub fn parse(raw: &str) -> Result<Self, ValidationError> {
                 Self::parse_as(raw, $field)
@@ -57,9 +42,7 @@ macro_rules! bounded_string {
             /// Validates `raw`, naming `field` (a path such as
             /// `metadata.topics[0].name`) in errors.
             pub fn parse_as(raw: &str, field: &str) -> Result<Self, ValidationError> {
-                let value = if $trim { raw.trim() } else { raw };
-                check_chars(value, field, $min, $max, $trim)?;
-                Ok(Self(value.to_owned()))
+                Ok(Self(Self::RULE.apply(raw, field)?.to_owned()))
             }
 
             pub(crate) fn from_json(value: &Value, field: &str) -> Result<Self, ValidationError> {
@@ -129,20 +112,20 @@ macro_rules! bounded_string {
 
 bounded_string! {
     /// A user's id: 3 to 128 characters, kept exactly as given.
-    UserId(field = "user_id", chars = 3..=128, trim = false)
+    UserId(field = "user_id", chars = 3..=128, whitespace = Kept)
 }
 
 bounded_string! {
     /// A conversation's id: 1 to 128 characters, kept exactly as given;
     /// unique across all users.
-    ConversationId(field = "conversation_id", chars = 1..=128, trim = false)
+    ConversationId(field = "conversation_id", chars = 1..=128, whitespace = Kept)
 }
 
 bounded_string! {
     /// A topic name: surrounding whitespace is removed, then 1 to 64
     /// characters must remain. The trimmed form is the key of the user's
     /// topic metrics and of a talk agent's topic.
-    TopicName(field = "topic", chars = 1..=64, trim = true)
+    TopicName(field = "topic", chars = 1..=64, whitespace = Trimmed)
 }
 
 #[cfg(test)]

@@ -6,12 +6,15 @@
 //! - [`level`]: friendship levels and the score floor;
 //! - [`agent`]: agent types, weights, greeting triggers, catalogue agents;
 //! - [`event`]: the conversation-end event, emotions, counts, the scorer's `Doorbell`;
-//! - [`scoring`]: score change of a conversation and per-topic metrics;
+//! - [`scoring`]: the score formula (emotion bonus included) and per-topic metrics;
 //! - [`streak`]: the daily streak over UTC calendar days;
-//! - [`selection`]: greeting priority, talk exploration, weighted games;
+//! - [`selection`]: slots, greeting priority, talk exploration, weighted
+//!   games, and every pick's reason;
 //! - [`candidates`]: the cached candidate record and the whole suggestion;
 //! - [`retry`]: the scorer's backoff with full jitter;
-//! - [`error`]: `ValidationError`, naming the offending field.
+//! - [`error`]: `ValidationError`, naming the offending field;
+//! - `text` (private): the one check of client-supplied strings (length,
+//!   whitespace, no U+0000, which Postgres `TEXT` cannot hold).
 //!
 //! All wire types decode strictly (unknown fields refused, values validated
 //! during deserialisation), and selection takes its random source as an
@@ -27,11 +30,11 @@ pub mod retry;
 pub mod scoring;
 pub mod selection;
 pub mod streak;
+mod text;
 
-pub use agent::{Agent, AgentType, GreetingTrigger, Weight, MAX_WEIGHT};
+pub use agent::{Agent, AgentFields, AgentType, GreetingTrigger, Weight, MAX_WEIGHT};
 pub use candidates::{
     candidates_key, suggest, CandidateRecord, Suggestion, CANDIDATE_FORMAT, CATALOGUE_VERSION_KEY,
-    GAME_SLOTS, GREETING_SLOTS, TALK_SLOTS,
 };
 pub use error::ValidationError;
 pub use event::{
@@ -47,7 +50,7 @@ pub use scoring::{
 };
 pub use selection::{
     is_exploration, is_returning, select_games, select_greeting, select_talk, talk_selection_score,
-    weighted_pick, weighted_sample, GreetingSignals, Pick, SuggestContext, TalkPick,
-    EXPLORATION_MAX_TURNS,
+    weighted_pick, weighted_sample, Absence, EmotionSource, GreetingSignals, Pick, SuggestContext,
+    TalkPick, EXPLORATION_MAX_TURNS, GAME_SLOTS, GREETING_SLOTS, TALK_SLOTS,
 };
 pub use streak::{next_streak, next_streak_at};

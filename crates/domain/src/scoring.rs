@@ -1,4 +1,6 @@
-//! How a conversation moves the friendship score and the per-topic metrics.
+//! How a conversation moves the friendship score and the per-topic metrics:
+//! every figure of the formula (points per turn, question and memory, the
+//! emotion bonus) is here and nowhere else.
 //!
 //! The database applies these numbers (increments happen in SQL); this
 //! module is the one definition of what they are.
@@ -10,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{json_finite, ValidationError};
-use crate::event::{ConversationMetadata, MAX_COUNT};
+use crate::event::{ConversationMetadata, Count, Emotion, MAX_COUNT};
 use crate::level::floor_score;
 
 /// Score points per conversation turn (overall and per topic).
@@ -24,12 +26,31 @@ pub const POINTS_PER_MEMORY: f64 = 5.0;
 /// floating-point sums lose whole points.
 pub const MAX_SCORE_CHANGE: f64 = 1_000_000_000.0;
 
+impl Emotion {
+    /// Score points this emotion adds to a conversation's score change:
+    /// interesting +15, boring -15, happy +10, sad -5, neutral 0.
+    pub fn bonus(self) -> f64 {
+        match self {
+            Emotion::Interesting => 15.0,
+            Emotion::Boring => -15.0,
+            Emotion::Happy => 10.0,
+            Emotion::Sad => -5.0,
+            Emotion::Neutral => 0.0,
+        }
+    }
+}
+
+/// Points of engagement: `turns*0.5 + questions*3`, the part of the formula
+/// a conversation and each of its topics share.
+fn engagement_points(turns: Count, questions: Count) -> f64 {
+    f64::from(turns.get()) * POINTS_PER_TURN + f64::from(questions.get()) * POINTS_PER_QUESTION
+}
+
 /// Score change of one conversation, in points:
 /// `total_turns*0.5 + user_initiated_questions*3 + emotion bonus +
 /// new_memories_count*5`, floored at 0 (a conversation never lowers the score).
 pub fn conversation_score_change(m: &ConversationMetadata) -> f64 {
-    let raw = f64::from(m.total_turns.get()) * POINTS_PER_TURN
-        + f64::from(m.user_initiated_questions.get()) * POINTS_PER_QUESTION
+    let raw = engagement_points(m.total_turns, m.user_initiated_questions)
         + m.emotion.bonus()
         + f64::from(m.new_memories_count.get()) * POINTS_PER_MEMORY;
     floor_score(raw)
@@ -123,8 +144,7 @@ pub fn topic_updates(
         .iter()
         .map(|topic| {
             let update = TopicUpdate {
-                score_change: f64::from(topic.turns.get()) * POINTS_PER_TURN
-                    + f64::from(topic.user_questions.get()) * POINTS_PER_QUESTION,
+                score_change: engagement_points(topic.turns, topic.user_questions),
                 turns_increment: u64::from(topic.turns.get()),
                 last_date: now,
             };
@@ -214,6 +234,47 @@ mod tests {
             conversation_score_change(&metadata(12, 2, Emotion::Happy, 1)),
             27.0
         );
+    }
+
+    #[test]
+    fn every_emotion_carries_its_bonus() {
+        let bonuses: Vec<(Emotion, f64)> = Emotion::ALL.iter().map(|e| (*e, e.bonus())).collect();
+        assert_eq!(
+            bonuses,
+            [
+                (Emotion::Interesting, 15.0),
+                (Emotion::Boring, -15.0),
+                (Emotion::Happy, 10.0),
+                (Emotion::Sad, -5.0),
+                (Emotion::Neutral, 0.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn literal_cases_score_their_literal_points() {
+        for (turns, questions, emotion, memories, expected) in [
+            (0, 0, Emotion::Neutral, 0, 0.0),
+            (1, 0, Emotion::Neutral, 0, 0.5),
+            (0, 1, Emotion::Neutral, 0, 3.0),
+            (0, 0, Emotion::Neutral, 1, 5.0),
+            (0, 0, Emotion::Interesting, 0, 15.0),
+            (40, 0, Emotion::Boring, 0, 5.0),
+            (10, 1, Emotion::Sad, 0, 3.0),
+            (
+                1_000_000,
+                1_000_000,
+                Emotion::Interesting,
+                1_000_000,
+                8_500_015.0,
+            ),
+        ] {
+            assert_eq!(
+                conversation_score_change(&metadata(turns, questions, emotion, memories)),
+                expected,
+                "{turns} turns, {questions} questions, {emotion}, {memories} memories"
+            );
+        }
     }
 
     #[test]
@@ -344,12 +405,48 @@ mod tests {
         #[test]
         fn a_conversation_score_change_is_never_negative(m in arb_metadata()) {
             let change = conversation_score_change(&m);
-            prop_assert!(change >= 0.0 && change.is_finite());
-            let raw = f64::from(m.total_turns.get()) * 0.5
-                + f64::from(m.user_initiated_questions.get()) * 3.0
-                + m.emotion.bonus()
-                + f64::from(m.new_memories_count.get()) * 5.0;
-            prop_assert_eq!(change, raw.max(0.0));
+            prop_assert!(change >= 0.0 && change.is_finite() && change.is_sign_positive());
+        }
+
+        /// Above the floor, one more turn, question or memory adds exactly
+        /// 0.5, 3 or 5 points (the figures of the contract, not the code's).
+        #[test]
+        fn each_turn_question_and_memory_adds_its_points(m in arb_metadata()) {
+            let base = conversation_score_change(&m);
+            prop_assume!(base > 0.0);
+            let plus = |count: Count| Count::new(u64::from(count.get()) + 1).unwrap();
+            let mut more = m.clone();
+            if more.total_turns.get() < MAX_COUNT {
+                more.total_turns = plus(m.total_turns);
+                prop_assert_eq!(conversation_score_change(&more), base + 0.5);
+            }
+            let mut more = m.clone();
+            if more.user_initiated_questions.get() < MAX_COUNT {
+                more.user_initiated_questions = plus(m.user_initiated_questions);
+                prop_assert_eq!(conversation_score_change(&more), base + 3.0);
+            }
+            let mut more = m.clone();
+            if more.new_memories_count.get() < MAX_COUNT {
+                more.new_memories_count = plus(m.new_memories_count);
+                prop_assert_eq!(conversation_score_change(&more), base + 5.0);
+            }
+        }
+
+        /// Topics score `turns*0.5 + user_questions*3` each, whatever the
+        /// conversation's emotion and memories.
+        #[test]
+        fn topic_updates_score_each_topic_by_its_turns_and_questions(
+            m in arb_metadata(), now in arb_time(),
+        ) {
+            let updates = topic_updates(&m, now);
+            prop_assert_eq!(updates.len(), m.topics.len());
+            for topic in &m.topics {
+                let update = &updates[topic.name.as_str()];
+                let (turns, questions) = (topic.turns.get(), topic.user_questions.get());
+                prop_assert_eq!(update.score_change, f64::from(turns) * 0.5 + f64::from(questions) * 3.0);
+                prop_assert_eq!(update.turns_increment, u64::from(turns));
+                prop_assert_eq!(update.last_date, now);
+            }
         }
 
         #[test]
