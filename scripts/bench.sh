@@ -95,15 +95,15 @@ export SPIN_VARIABLE_JWT_SECRET
 log "building spin-host, the migrator, the components and the baseline (bench/hello)"
 bash scripts/build-components.sh
 cargo build --locked --target wasm32-wasip2 --release -q -p hello
-cargo build --locked --release -q -p e2e --bin spin-host
-cargo build --locked --release -q -p migrator
+cargo build --locked --profile host -q -p e2e --bin spin-host
+cargo build --locked --profile host -q -p migrator
 
 if command -v spin >/dev/null; then
     server="spin up ($(spin --version 2>/dev/null | head -n 1))"
     baseline_runner=(spin up)
 else
     server="spin-host, Spin profile"
-    baseline_runner=("$root/target/release/spin-host")
+    baseline_runner=("$root/target/host/spin-host")
 fi
 
 baseline_listen=127.0.0.1:$(services_free_port)

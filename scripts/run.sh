@@ -41,9 +41,9 @@ LISTEN=${LISTEN:-127.0.0.1:3000}
 mkdir -p .run
 
 echo "run: migrating and seeding the database" >&2
-cargo build --locked --release -q -p migrator
-target/release/migrator up
-target/release/migrator seed
+cargo build --locked --profile host -q -p migrator
+target/host/migrator up
+target/host/migrator seed
 
 echo "run: building the components" >&2
 if command -v spin >/dev/null; then
@@ -51,8 +51,8 @@ if command -v spin >/dev/null; then
     runner=(spin up)
 else
     bash scripts/build-components.sh
-    cargo build --locked --release -q -p e2e --bin spin-host
-    runner=("$root/target/release/spin-host")
+    cargo build --locked --profile host -q -p e2e --bin spin-host
+    runner=("$root/target/host/spin-host")
     echo "run: no Spin CLI on this machine: serving the same components with the project's wasmtime host" >&2
 fi
 
