@@ -6,8 +6,9 @@ use friendship_edge::{doorbell, log, store, ApiError, Ctx, Reply};
 use serde_json::json;
 
 /// `POST /api/v1/conversations/end`: records the event (idempotent on
-/// `conversation_id`), answers 202, and rings the scorer's doorbell. A failed
-/// doorbell never fails the request: the event is already safe in Postgres.
+/// `conversation_id`), answers 202, and rings the scorer's doorbell unless
+/// one is already on its way ([`doorbell::ring_once`]). A failed doorbell
+/// never fails the request: the event is already safe in Postgres.
 pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let principal = ctx.authenticate()?;
     let event: ConversationEnd = ctx.json_body()?;
@@ -16,7 +17,7 @@ pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 
     let db = Db::open()?;
     let recorded = store::record_event(&db, &event)?;
-    if let Err(e) = doorbell::ring(&Doorbell::Recorded {
+    if let Err(e) = doorbell::ring_once(&Doorbell::Recorded {
         processing_id: recorded.processing_id.to_string(),
     }) {
         log::event(

@@ -93,10 +93,11 @@ impl Cache {
 
 /// The one consequence of a change that moved a user's level, whoever made
 /// it (the scorer or a service update): the transition is logged and the
-/// user's cached candidates, computed for the old level, are dropped.
-pub fn after_change(changed: &crate::store::Changed, cause: crate::store::Cause) {
+/// user's cached candidates, computed for the old level, are dropped. False
+/// when they could not be (the key-value store failed).
+pub fn after_change(changed: &crate::store::Changed, cause: crate::store::Cause) -> bool {
     if !changed.level_changed() {
-        return;
+        return true;
     }
     let status = &changed.status;
     log::level_transition(
@@ -106,5 +107,5 @@ pub fn after_change(changed: &crate::store::Changed, cause: crate::store::Cause)
         status.friendship_score,
         cause.as_str(),
     );
-    Cache::open().invalidate(&status.user_id, "level_changed");
+    Cache::open().invalidate(&status.user_id, "level_changed")
 }

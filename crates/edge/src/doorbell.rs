@@ -4,7 +4,7 @@
 //! notification delays an event until the next wake-up, it never loses it.
 
 use friendship_domain::Doorbell;
-use spin_sdk::redis::{Connection, RedisParameter};
+use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
 use crate::config;
 use crate::error::ApiError;
@@ -22,17 +22,71 @@ fn connect() -> Result<Connection, ApiError> {
     })
 }
 
+/// Set by the first [`ring_once`] of a quiet period, deleted by each
+/// scorer wake-up as it starts ([`clear_rung`]): while it is there, a
+/// wake-up that has not yet started will see every event recorded so far.
+pub const RUNG_KEY: &str = "scorer:doorbell-rung";
+/// How long a ring suppresses the next ones when no scorer deletes the key
+/// (no scorer running): the bound on a doorbell skipped for nothing.
+pub const RUNG_TTL_MS: i64 = 1_000;
+
+fn unavailable(e: spin_sdk::redis::Error) -> ApiError {
+    ApiError::Unavailable {
+        dependency: "queue",
+        detail: e.to_string(),
+        retry_after: 1,
+    }
+}
+
 /// Publishes a doorbell on the events channel.
 pub fn ring(doorbell: &Doorbell) -> Result<(), ApiError> {
+    publish(&connect()?, doorbell)
+}
+
+fn publish(connection: &Connection, doorbell: &Doorbell) -> Result<(), ApiError> {
     let channel = config::events_channel()?;
-    let payload = doorbell.to_json();
-    connect()?
-        .publish(&channel, &payload)
-        .map_err(|e| ApiError::Unavailable {
-            dependency: "queue",
-            detail: e.to_string(),
-            retry_after: 1,
-        })
+    connection
+        .publish(&channel, &doorbell.to_json())
+        .map_err(unavailable)
+}
+
+/// Publishes a doorbell for a recorded event unless one rung since the last
+/// wake-up started is still on its way (then that wake-up, which has not
+/// started yet, will claim this event too); true when it published.
+///
+/// Under load this turns a doorbell per request, each waking every scorer,
+/// into about one per wake-up. An event is never left without a coming
+/// wake-up: a ring that finds the key set happened after the ring that set
+/// it and before the wake-up that deletes it, and that wake-up claims after
+/// deleting, so after this event committed.
+pub fn ring_once(doorbell: &Doorbell) -> Result<bool, ApiError> {
+    let connection = connect()?;
+    let set = connection
+        .execute(
+            "SET",
+            &[
+                RedisParameter::Binary(RUNG_KEY.as_bytes().to_vec()),
+                RedisParameter::Binary(b"1".to_vec()),
+                RedisParameter::Binary(b"NX".to_vec()),
+                RedisParameter::Binary(b"PX".to_vec()),
+                RedisParameter::Int64(RUNG_TTL_MS),
+            ],
+        )
+        .map_err(unavailable)?;
+    // `OK` when this ring set the key; nil when another had.
+    if matches!(set.first(), Some(RedisResult::Nil) | None) {
+        return Ok(false);
+    }
+    publish(&connection, doorbell).map(|()| true)
+}
+
+/// Called as a scorer wake-up starts, before it claims anything: events
+/// recorded from now on need a doorbell of their own.
+pub fn clear_rung(connection: &Connection) -> Result<(), ApiError> {
+    connection
+        .del(&[RUNG_KEY.to_owned()])
+        .map(|_| ())
+        .map_err(unavailable)
 }
 
 /// Adds `by` to a counter.

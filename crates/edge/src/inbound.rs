@@ -332,21 +332,43 @@ impl Stream {
         }
     }
 
-    /// Records each entry (event or rejection), then acknowledges and
-    /// deletes the entries whose record committed. A database outage stops
-    /// at once: what was not acknowledged is claimed again later.
+    /// Records the entries (events or rejections), then acknowledges and
+    /// deletes the ones whose record committed. The valid events are
+    /// recorded in one statement; should it fail for a reason other than an
+    /// outage, each is recorded on its own and one that still fails is
+    /// rejected with the database's reason, so no entry can block the
+    /// stream. A database outage stops at once: what was not acknowledged
+    /// is claimed again later.
     fn record(&self, db: &Db, redis: &Connection, entries: &[Entry]) -> Result<(), StreamError> {
         let mut done: Vec<&str> = Vec::with_capacity(entries.len());
-        let mut outage = None;
+        let mut valid: Vec<(&Entry, &[u8], ConversationEnd)> = Vec::new();
+        let mut outcome = Ok(());
         for entry in entries {
-            match self.record_one(db, entry) {
-                Ok(()) => done.push(&entry.id),
-                Err(e) if e.kind == DbErrorKind::Unavailable => {
-                    outage = Some(e);
-                    break;
-                }
-                Err(e) => return Err(e.into()),
+            // An entry deleted while pending has nothing left to record.
+            if entry.fields.is_empty() {
+                done.push(&entry.id);
+                continue;
             }
+            let decoded = entry
+                .event_payload()
+                .and_then(|payload| decode_event(payload).map(|event| (payload, event)));
+            match decoded {
+                Ok((payload, event)) => valid.push((entry, payload, event)),
+                Err(reason) => {
+                    let raw = match entry.event_payload() {
+                        Ok(payload) => payload.to_vec(),
+                        Err(_) => flatten_fields(&entry.fields),
+                    };
+                    outcome = self.reject(db, entry, &reason, &raw);
+                    if outcome.is_err() {
+                        break;
+                    }
+                    done.push(&entry.id);
+                }
+            }
+        }
+        if outcome.is_ok() && !valid.is_empty() {
+            outcome = self.record_valid(db, &valid, &mut done);
         }
         if !done.is_empty() {
             let mut ack = vec![arg(&self.key), arg(&self.group)];
@@ -356,60 +378,71 @@ impl Stream {
             del.extend(done.iter().map(|id| arg(id)));
             redis.execute("XDEL", &del).map_err(redis_error)?;
         }
-        match outage {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
+        outcome.map_err(StreamError::from)
     }
 
-    fn record_one(&self, db: &Db, entry: &Entry) -> Result<(), DbError> {
-        // An entry deleted while pending has nothing left to record.
-        if entry.fields.is_empty() {
-            return Ok(());
+    /// Records decoded events, adding the ids of the entries whose record
+    /// (or rejection) committed to `done`.
+    fn record_valid<'e>(
+        &self,
+        db: &Db,
+        valid: &[(&'e Entry, &[u8], ConversationEnd)],
+        done: &mut Vec<&'e str>,
+    ) -> Result<(), DbError> {
+        let events: Vec<&ConversationEnd> = valid.iter().map(|(_, _, event)| event).collect();
+        let answers = match store::record_events(db, &events) {
+            Ok(answers) => answers,
+            Err(e) if e.kind == DbErrorKind::Unavailable => return Err(e),
+            // One event the database refuses: find it by recording each alone.
+            Err(_) => {
+                for (entry, payload, event) in valid {
+                    match store::record_event(db, event) {
+                        Err(RecordError::Db(e)) if e.kind != DbErrorKind::Unavailable => {
+                            self.reject(db, entry, &format!("not recorded: {e}"), payload)?
+                        }
+                        answer => self.answered(db, entry, payload, answer)?,
+                    }
+                    done.push(&entry.id);
+                }
+                return Ok(());
+            }
+        };
+        for ((entry, payload, _), answer) in valid.iter().zip(answers) {
+            self.answered(db, entry, payload, answer)?;
+            done.push(&entry.id);
         }
-        let dedupe_key = format!("stream:{}:{}", self.key, entry.id);
-        let payload = match entry.event_payload() {
-            Ok(payload) => payload,
-            Err(reason) => {
-                let raw = flatten_fields(&entry.fields);
-                return reject(
-                    db,
-                    Source::Stream,
-                    dedupe_key,
-                    Some(&entry.id),
-                    &reason,
-                    &raw,
-                );
-            }
-        };
-        let event = match decode_event(payload) {
-            Ok(event) => event,
-            Err(reason) => {
-                return reject(
-                    db,
-                    Source::Stream,
-                    dedupe_key,
-                    Some(&entry.id),
-                    &reason,
-                    payload,
-                )
-            }
-        };
-        match store::record_event(db, &event) {
+        Ok(())
+    }
+
+    /// Logs a recorded entry, or rejects a conflicting one.
+    fn answered(
+        &self,
+        db: &Db,
+        entry: &Entry,
+        payload: &[u8],
+        answer: Result<store::Recorded, RecordError>,
+    ) -> Result<(), DbError> {
+        match answer {
             Ok(recorded) => {
                 log_recorded(Source::Stream, Some(&entry.id), &recorded);
                 Ok(())
             }
-            Err(RecordError::Conflict) => reject(
-                db,
-                Source::Stream,
-                dedupe_key,
-                Some(&entry.id),
-                &RecordError::Conflict.to_string(),
-                payload,
-            ),
+            Err(RecordError::Conflict) => {
+                self.reject(db, entry, &RecordError::Conflict.to_string(), payload)
+            }
             Err(RecordError::Db(e)) => Err(e),
         }
+    }
+
+    fn reject(&self, db: &Db, entry: &Entry, reason: &str, payload: &[u8]) -> Result<(), DbError> {
+        reject(
+            db,
+            Source::Stream,
+            format!("stream:{}:{}", self.key, entry.id),
+            Some(&entry.id),
+            reason,
+            payload,
+        )
     }
 }
 

@@ -6,24 +6,31 @@
 //! dead-letter an event after its last attempt.
 //!
 //! Exactly once in effect: the claim (`FOR UPDATE SKIP LOCKED`), the score
-//! change, the history and the `processed` mark commit in one transaction,
+//! change, the history and the event's mark commit in one transaction,
 //! and the history holds at most one line per event (a unique index). A batch
 //! in which an event fails is run again with a savepoint per event, so one
 //! bad event rolls back only its own work; a database outage rolls back the
 //! whole batch, whose events stay pending for the next wake-up.
+//!
+//! A batch costs the claim, one lock of all its users and one statement per
+//! event. An event that moved its user's level commits as `scored` and turns
+//! `processed` only after the user's cached candidates (of the old level)
+//! are dropped, so a client that reads `processed` is never served them; a
+//! wake-up that stopped in between is finished by the next one.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use friendship_domain::{
     conversation_score_change, next_streak, topic_updates, ConversationMetadata, Doorbell,
 };
 
-use crate::cache;
+use crate::cache::{self, Cache};
 use crate::config::{self, RetryPolicy};
 use crate::db::{Db, DbError, DbErrorKind};
 use crate::inbound;
 use crate::log;
-use crate::store::{self, Cause, Change, Changed, Claimed};
+use crate::store::{self, Cause, Change, Changed, Claimed, Locked};
 
 /// Events claimed per transaction.
 pub const BATCH_SIZE: usize = 100;
@@ -70,9 +77,25 @@ pub fn handle_message(payload: &[u8]) -> Result<(), WakeError> {
         claim_idle_ms: config::number("stream_claim_idle_ms").map_err(config)?,
     };
     let db = Db::open()?;
+    let redis = crate::doorbell::open();
+    // Before anything is claimed: events recorded from now on ring again.
+    let cleared = match &redis {
+        Ok(redis) => crate::doorbell::clear_rung(redis).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(error) = cleared {
+        log::event("redis_error", serde_json::json!({ "error": error }));
+    }
     inbound::on_channel_message(&db, payload)?;
-    let stream_left = drain_stream(&db, &stream);
-    let due_left = store::any_due(&db)? && !score_due(&db, &policy)?;
+    let stream_left = match &redis {
+        Ok(redis) => drain_stream(&db, redis, &stream),
+        Err(_) => false,
+    };
+    let due = store::any_due(&db)?;
+    if due.unfinished {
+        finish_unfinished(&db)?;
+    }
+    let due_left = due.due && !score_due(&db, &policy)?;
     // Budget spent with work left: ring again so the next wake carries on.
     if stream_left || due_left {
         ring();
@@ -108,11 +131,8 @@ fn score_due(db: &Db, policy: &RetryPolicy) -> Result<bool, DbError> {
 /// Records what the events stream holds; true when entries may be left. A
 /// Redis failure is logged and scoring goes on: the entries stay in the
 /// stream for the next wake-up.
-fn drain_stream(db: &Db, stream: &inbound::Stream) -> bool {
-    let drained = crate::doorbell::open()
-        .map_err(|e| inbound::StreamError::Redis(e.to_string()))
-        .and_then(|redis| stream.drain(db, &redis, MAX_STREAM_ENTRIES_PER_WAKE));
-    match drained {
+fn drain_stream(db: &Db, redis: &spin_sdk::redis::Connection, stream: &inbound::Stream) -> bool {
+    match stream.drain(db, redis, MAX_STREAM_ENTRIES_PER_WAKE) {
         Ok(handled) => handled >= MAX_STREAM_ENTRIES_PER_WAKE,
         Err(e) => {
             log::event(
@@ -147,10 +167,28 @@ fn score_batch(db: &Db, policy: &RetryPolicy) -> Result<usize, DbError> {
         Err(e) if e.kind == DbErrorKind::Unavailable => return Err(e),
         Err(_) => db.transaction(|db| run_batch(db, policy, true))?,
     };
+    let mut invalidated = Vec::new();
     for (event, outcome) in &outcomes {
-        report(event, outcome);
+        if report(event, outcome) {
+            invalidated.push(event.processing_id);
+        }
     }
+    store::finish_scored(db, &invalidated)?;
     Ok(outcomes.len())
+}
+
+/// Scored events left unfinished by a wake-up that stopped between its
+/// commit and the cache invalidation (a crash, a key-value failure): their
+/// users' cached candidates are dropped, then they are marked processed.
+fn finish_unfinished(db: &Db) -> Result<(), DbError> {
+    let unfinished = store::scored_events(db, MAX_EVENTS_PER_WAKE)?;
+    let invalidated: Vec<_> = unfinished
+        .iter()
+        .filter(|event| Cache::open().invalidate(&event.user_id, "level_changed"))
+        .map(|event| event.processing_id)
+        .collect();
+    store::finish_scored(db, &invalidated)?;
+    Ok(())
 }
 
 fn run_batch(
@@ -162,22 +200,103 @@ fn run_batch(
     // Every scorer locks users in the same order, so batches never deadlock;
     // the sort is stable, so one user's events keep their order.
     claimed.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    if !careful {
+        return score_in_rounds(db, claimed);
+    }
+    // The careful pass locks each user inside its first event's savepoint,
+    // so that a failure there is that event's own.
+    let mut users = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(claimed.len());
     for event in claimed {
-        let outcome = finish(db, &event, policy, careful)?;
+        let outcome = finish(db, &event, &mut users, policy)?;
         outcomes.push((event, outcome));
     }
     Ok(outcomes)
 }
 
-/// Scores one claimed event, or records why it could not be. Without
-/// `careful`, any failure ends the batch (the caller retries it carefully);
-/// with it, the event runs in a savepoint and only an outage ends the batch.
+/// The fast pass: locks the batch's users in one go, then applies the
+/// events in rounds, one statement per round; round `k` holds the `k`-th
+/// event of each user, so a statement changes each user once and a user's
+/// events apply in order. Any failure ends the batch (the caller runs it
+/// again carefully).
+fn score_in_rounds(db: &Db, claimed: Vec<Claimed>) -> Result<Vec<(Claimed, Outcome)>, DbError> {
+    let mut outcomes: Vec<(Claimed, Outcome)> = Vec::with_capacity(claimed.len());
+    let mut decoded: Vec<(Claimed, ConversationMetadata)> = Vec::with_capacity(claimed.len());
+    for event in claimed {
+        match serde_json::from_str::<ConversationMetadata>(&event.payload) {
+            Ok(metadata) => decoded.push((event, metadata)),
+            Err(e) => {
+                let error = format!("payload does not decode: {e}");
+                store::mark_unprocessable(db, event.processing_id, &error)?;
+                outcomes.push((event, Outcome::Unprocessable { error }));
+            }
+        }
+    }
+    if decoded.is_empty() {
+        return Ok(outcomes);
+    }
+    let mut users = store::lock_users(db, decoded.iter().map(|(e, _)| e.user_id.as_str()))?;
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, (event, _)) in decoded.iter().enumerate() {
+        let round = seen.entry(event.user_id.as_str()).or_insert(0);
+        if rounds.len() <= *round {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push(i);
+        *round += 1;
+    }
+    let mut changed: Vec<Option<Changed>> = decoded.iter().map(|_| None).collect();
+    for round in &rounds {
+        let planned: Vec<Planned> = round
+            .iter()
+            .map(|&i| {
+                let (event, metadata) = &decoded[i];
+                plan(event, metadata, &users[&event.user_id])
+            })
+            .collect();
+        let changes: Vec<Change> = round
+            .iter()
+            .zip(&planned)
+            .map(|(&i, planned)| planned.change(&decoded[i].0))
+            .collect();
+        let moved = store::apply_changes(db, &changes)?;
+        // Which users moved is read back only when some did (rare).
+        let now = if moved > 0 {
+            store::locked_now(db, round.iter().map(|&i| decoded[i].0.user_id.as_str()))?
+        } else {
+            BTreeMap::new()
+        };
+        for (&i, planned) in round.iter().zip(planned) {
+            let event = &decoded[i].0;
+            let before = users[&event.user_id].clone();
+            let mut after = planned.after(event, before.friendship_level);
+            if let Some(level) = now.get(&event.user_id).map(|row| row.friendship_level) {
+                if level != before.friendship_level {
+                    changed[i] = Some(store::changed(db, &event.user_id, &before)?);
+                    after.friendship_level = level;
+                }
+            }
+            users.insert(event.user_id.clone(), after);
+        }
+    }
+    outcomes.extend(
+        decoded
+            .into_iter()
+            .zip(changed)
+            .map(|((event, _), changed)| (event, Outcome::Scored(changed))),
+    );
+    Ok(outcomes)
+}
+
+/// Scores one claimed event in a savepoint, or records why it could not be:
+/// only an outage ends the batch. `users` holds the locked rows of the
+/// batch's users as the events before this one left them.
 fn finish(
     db: &Db,
     event: &Claimed,
+    users: &mut BTreeMap<String, Locked>,
     policy: &RetryPolicy,
-    careful: bool,
 ) -> Result<Outcome, DbError> {
     let metadata: ConversationMetadata = match serde_json::from_str(&event.payload) {
         Ok(metadata) => metadata,
@@ -187,11 +306,12 @@ fn finish(
             return Ok(Outcome::Unprocessable { error });
         }
     };
-    if !careful {
-        return score(db, event, &metadata).map(Outcome::Scored);
-    }
-    match db.savepoint(|db| score(db, event, &metadata)) {
-        Ok(changed) => Ok(Outcome::Scored(changed)),
+    let known = users.get(&event.user_id).cloned();
+    match db.savepoint(|db| score(db, event, &metadata, known)) {
+        Ok(Scored { changed, after }) => {
+            users.insert(event.user_id.clone(), after);
+            Ok(Outcome::Scored(changed))
+        }
         Err(error) if error.kind == DbErrorKind::Unavailable => Err(error),
         Err(error) => {
             let attempt = u32::try_from(event.attempts).unwrap_or(0) + 1;
@@ -215,68 +335,131 @@ fn finish(
     }
 }
 
-/// The effect of one conversation, applied in SQL on the locked user row;
-/// the status after it when the level moved.
-fn score(
-    db: &Db,
-    event: &Claimed,
-    metadata: &ConversationMetadata,
-) -> Result<Option<Changed>, DbError> {
-    let locked = store::lock_user(db, &event.user_id)?;
+/// A scored event: the status after it when the level moved, and the user's
+/// row as the next event of the same user in the batch finds it.
+struct Scored {
+    changed: Option<Changed>,
+    after: Locked,
+}
+
+/// What a conversation changes for a user whose row is `locked`, computed
+/// before the statement that applies it.
+struct Planned {
+    score_change: f64,
+    turns_increment: i64,
+    streak: i32,
+    emotion: friendship_domain::Emotion,
+    topics: BTreeMap<String, friendship_domain::TopicUpdate>,
+}
+
+fn plan(event: &Claimed, metadata: &ConversationMetadata, locked: &Locked) -> Planned {
     let streak = next_streak(
         locked.last_interaction.map(|t| t.date_naive()),
         locked.streak_day.max(0) as u32,
         event.now.date_naive(),
     );
-    let topics = topic_updates(metadata, event.now);
-    let level_moved = store::apply_change(
-        db,
-        &Change {
+    Planned {
+        score_change: conversation_score_change(metadata),
+        turns_increment: i64::from(metadata.total_turns.get()),
+        streak: i32::try_from(streak).unwrap_or(i32::MAX),
+        emotion: metadata.emotion,
+        topics: topic_updates(metadata, event.now),
+    }
+}
+
+impl Planned {
+    fn change<'a>(&'a self, event: &'a Claimed) -> Change<'a> {
+        Change {
             user_id: &event.user_id,
-            score_change: conversation_score_change(metadata),
-            turns_increment: i64::from(metadata.total_turns.get()),
-            streak_day: Some(i32::try_from(streak).unwrap_or(i32::MAX)),
-            last_emotion: Some(metadata.emotion),
-            topics: &topics,
+            score_change: self.score_change,
+            turns_increment: self.turns_increment,
+            streak_day: Some(self.streak),
+            last_emotion: Some(self.emotion),
+            topics: &self.topics,
             processing_id: Some(event.processing_id),
             cause: Cause::Conversation,
-        },
-    )?;
-    store::mark_processed(db, event.processing_id)?;
-    if level_moved {
-        return store::changed(db, &event.user_id, &locked).map(Some);
+        }
     }
-    Ok(None)
+
+    /// The user's row as the change leaves it: the interaction at the
+    /// transaction's `now()` (the claim's `now`), the new streak, and
+    /// `level` (the level after, which the caller knows).
+    fn after(&self, event: &Claimed, level: friendship_domain::Level) -> Locked {
+        Locked {
+            last_interaction: Some(event.now),
+            streak_day: self.streak,
+            friendship_level: level,
+        }
+    }
+}
+
+/// The effect of one conversation, applied in SQL on the locked user row
+/// (locked here when `known` is None), with the event marked.
+fn score(
+    db: &Db,
+    event: &Claimed,
+    metadata: &ConversationMetadata,
+    known: Option<Locked>,
+) -> Result<Scored, DbError> {
+    let locked = match known {
+        Some(locked) => locked,
+        None => store::lock_user(db, &event.user_id)?,
+    };
+    let planned = plan(event, metadata, &locked);
+    let level_moved = store::apply_change(db, &planned.change(event))?;
+    let changed = if level_moved {
+        Some(store::changed(db, &event.user_id, &locked)?)
+    } else {
+        None
+    };
+    let level = changed
+        .as_ref()
+        .map_or(locked.friendship_level, |c| c.status.friendship_level);
+    Ok(Scored {
+        changed,
+        after: planned.after(event, level),
+    })
 }
 
 /// After the commit: the log line of each outcome, and the consequences of
-/// level changes.
-fn report(event: &Claimed, outcome: &Outcome) {
+/// level changes. True when the event moved its user's level (so it is
+/// `scored`) and the user's cached candidates are gone: it may be finished.
+fn report(event: &Claimed, outcome: &Outcome) -> bool {
     let id = event.processing_id;
     match outcome {
         Outcome::Scored(changed) => {
-            if let Some(changed) = changed {
-                cache::after_change(changed, Cause::Conversation);
-            }
+            let finishable = match changed {
+                Some(changed) if changed.level_changed() => {
+                    cache::after_change(changed, Cause::Conversation)
+                }
+                _ => false,
+            };
             log::event(
                 "event_processed",
                 serde_json::json!({ "processing_id": id, "user_id": event.user_id }),
             );
+            finishable
         }
         Outcome::Failed {
             error,
             attempt,
             final_attempt,
             retry_in,
-        } => log::event(
-            "event_failed",
-            serde_json::json!({ "processing_id": id, "attempt": attempt, "error": error,
-                                "status": if *final_attempt { "failed" } else { "pending" },
-                                "retry_in_ms": retry_in.as_millis() as u64 }),
-        ),
-        Outcome::Unprocessable { error } => log::event(
-            "event_failed",
-            serde_json::json!({ "processing_id": id, "error": error, "retry": false }),
-        ),
+        } => {
+            log::event(
+                "event_failed",
+                serde_json::json!({ "processing_id": id, "attempt": attempt, "error": error,
+                                    "status": if *final_attempt { "failed" } else { "pending" },
+                                    "retry_in_ms": retry_in.as_millis() as u64 }),
+            );
+            false
+        }
+        Outcome::Unprocessable { error } => {
+            log::event(
+                "event_failed",
+                serde_json::json!({ "processing_id": id, "error": error, "retry": false }),
+            );
+            false
+        }
     }
 }

@@ -1,4 +1,8 @@
 //! The durable record of conversation-end events: accept, show, claim, finish, redrive.
+//! A scored event is marked by `friendship::APPLY_CHANGES`, in the statement
+//! that applies its effect: `processed`, or `scored` when its user's level
+//! moved, until the scorer has dropped that user's cached candidates
+//! ([`FINISH_SCORED`]). Clients are shown `scored` as `pending`.
 //!
 //! An event is `pending` until the scorer commits its effect (`processed`) or
 //! gives up after the last attempt (`failed`, with `last_error`). Claiming uses
@@ -8,15 +12,21 @@
 
 use crate::{Read, Write};
 
-/// Records an event once per `conversation_id`, under the processing id the
-/// caller generated.
+/// Records events once per `conversation_id`, each under the processing id
+/// the caller generated: one statement (one round trip, one commit) for a
+/// whole batch. Within the batch, `accepted_at` follows the array's order, so
+/// events are scored in the order they arrived.
 ///
-/// `$1` processing_id uuid, `$2` conversation_id text, `$3` user_id text,
-/// `$4` payload (JSON text). Affects one row when the event is new, none when
-/// the conversation was already recorded (then see [`FIND_EVENT_BY_CONVERSATION`]).
-pub const INSERT_EVENT: Write = crate::write!(
-    "INSERT INTO conversation_events (processing_id, conversation_id, user_id, payload)
-VALUES ($1::uuid, $2::text, $3::text, $4::text::jsonb)
+/// `$1` a JSON array (text) of objects `{processing_id, conversation_id,
+/// user_id, payload}`, `payload` the event's metadata as a JSON object.
+/// Affects one row per new event; an event whose conversation was already
+/// recorded (before, or earlier in the same array) is skipped (then see
+/// [`FIND_EVENT_BY_CONVERSATION`]).
+pub const INSERT_EVENTS: Write = crate::write!(
+    "INSERT INTO conversation_events (processing_id, conversation_id, user_id, payload, accepted_at)
+SELECT e.processing_id, e.conversation_id, e.user_id, e.payload, clock_timestamp()
+FROM jsonb_to_recordset($1::text::jsonb)
+    AS e(processing_id uuid, conversation_id text, user_id text, payload jsonb)
 ON CONFLICT (conversation_id) DO NOTHING"
 );
 
@@ -30,27 +40,56 @@ FROM conversation_events
 WHERE conversation_id = $1::text"
 );
 
-/// Shows one event.
+/// Shows one event; a `scored` event is still `pending` to its client.
 ///
 /// `$1` processing_id uuid. Rows: `processing_id` uuid, `conversation_id`,
 /// `user_id`, `status`, `attempts` int4, `last_error` text?, `accepted_at`
 /// timestamp, `processed_at` timestamp?.
 pub const GET_EVENT: Read = crate::read!(
-    "SELECT processing_id, conversation_id, user_id, status, attempts, last_error,
+    "SELECT processing_id, conversation_id, user_id,
+       CASE WHEN status = 'scored' THEN 'pending' ELSE status END AS status,
+       attempts, last_error,
        accepted_at AT TIME ZONE 'UTC' AS accepted_at,
        processed_at AT TIME ZONE 'UTC' AS processed_at
 FROM conversation_events
 WHERE processing_id = $1::uuid"
 );
 
-/// Whether any event is due, without locking anything: an idle wake-up of
-/// the scorer costs this one round trip and no transaction.
+/// Whether any event is due, and whether any is `scored` but not yet
+/// finished (a scorer stopped between commit and cache invalidation),
+/// without locking anything: an idle wake-up of the scorer costs this one
+/// round trip and no transaction.
 ///
-/// No parameters. One row: `due` bool.
+/// No parameters. One row: `due` bool, `unfinished` bool.
 pub const ANY_DUE: Read = crate::read!(
     "SELECT EXISTS (
     SELECT 1 FROM conversation_events WHERE status = 'pending' AND next_attempt_at <= now()
-) AS due"
+) AS due,
+EXISTS (SELECT 1 FROM conversation_events WHERE status = 'scored') AS unfinished"
+);
+
+/// The `scored` events: their effect committed and moved their user's
+/// level; each is finished once its user's cached candidates are dropped.
+///
+/// `$1` how many at most, int8. Rows: `processing_id` uuid, `user_id` text.
+pub const SCORED_EVENTS: Read = crate::read!(
+    "SELECT processing_id, user_id
+FROM conversation_events
+WHERE status = 'scored'
+ORDER BY processed_at
+LIMIT $1::int8"
+);
+
+/// Marks `scored` events `processed`, after their users' cached candidates
+/// were dropped.
+///
+/// `$1` a JSON array (text) of processing ids. Affects one row per event
+/// that was `scored`.
+pub const FINISH_SCORED: Write = crate::write!(
+    "UPDATE conversation_events
+SET status = 'processed', updated_at = now()
+WHERE processing_id IN (SELECT (jsonb_array_elements_text($1::text::jsonb))::uuid)
+  AND status = 'scored'"
 );
 
 /// Claims the oldest due events, inside the scorer's transaction.
@@ -67,15 +106,6 @@ WHERE status = 'pending' AND next_attempt_at <= now()
 ORDER BY next_attempt_at, accepted_at
 LIMIT $1::int8
 FOR UPDATE SKIP LOCKED"
-);
-
-/// Marks a claimed event processed, in the same transaction as its effect.
-///
-/// `$1` processing_id uuid. Affects one row.
-pub const MARK_PROCESSED: Write = crate::write!(
-    "UPDATE conversation_events
-SET status = 'processed', attempts = attempts + 1, processed_at = now(), updated_at = now()
-WHERE processing_id = $1::uuid AND status = 'pending'"
 );
 
 /// Records a failed attempt after the scorer's work on the event was rolled

@@ -1,10 +1,12 @@
 //! Friendship status: reading it, and changing it atomically.
 //!
 //! Every change (a scored conversation or a service update) runs in one
-//! transaction: [`ENSURE_USER`], [`LOCK_USER`] (the row and the level before),
-//! [`APPLY_CHANGE`] (one statement that increments score, turns and per-topic
-//! metrics in SQL and records the score history and any level transition),
-//! then [`GET_STATUS`] reads the result. The level is a generated column, so it
+//! transaction: [`ENSURE_USERS`], [`LOCK_USERS`] (the rows and the levels
+//! before; the scorer locks a whole batch's users at once), [`APPLY_CHANGES`]
+//! (one statement that increments score, turns and per-topic metrics in SQL,
+//! records the score history and any level transition, and marks the scored
+//! event processed), then, when the level moved, [`GET_STATUS`] reads the
+//! result. The level is a generated column, so it
 //! always matches the score.
 
 use crate::{Read, Write};
@@ -48,61 +50,85 @@ pub const GET_STATUS: Read = crate::read!(
 pub const GET_LEVEL: Read =
     crate::read!("SELECT friendship_level FROM friendship_status WHERE user_id = $1::text");
 
-/// Creates a stranger with no history when the user is new, and locks the
-/// user's row until the transaction ends (the no-op `DO UPDATE` takes the
-/// lock, waiting for another change of the same user to commit). The wait
-/// happens here, in an `execute`, so a lock timeout comes back with its
-/// SQLSTATE on every Spin version. `$1` user_id text. Affects one row.
-pub const ENSURE_USER: Write = crate::write!(
-    "INSERT INTO friendship_status (user_id) VALUES ($1::text)
+/// Creates the users that are new (strangers with no history) and locks
+/// every listed user's row until the transaction ends (the no-op `DO UPDATE`
+/// takes the lock, waiting for another change of the same user to commit).
+/// Rows are locked in byte order of `user_id` (`COLLATE "C"`), the order
+/// every scorer uses, so two batches of overlapping users never deadlock.
+/// The wait happens here, in an `execute`, so a lock timeout comes back with
+/// its SQLSTATE on every Spin version.
+///
+/// `$1` a JSON array (text) of user ids; repeats are allowed. Affects one
+/// row per distinct user.
+pub const ENSURE_USERS: Write = crate::write!(
+    "INSERT INTO friendship_status (user_id)
+SELECT d.user_id
+FROM (SELECT DISTINCT u.user_id FROM jsonb_array_elements_text($1::text::jsonb) AS u(user_id)) AS d
+ORDER BY d.user_id COLLATE \"C\"
 ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id"
 );
 
-/// Reads a user's row for a change, locked (already, by [`ENSURE_USER`] in
+/// Reads users' rows for a change, locked (already, by [`ENSURE_USERS`] in
 /// the same transaction, so this read never waits), with what the change
-/// needs to know beforehand. `$1` user_id text.
-/// Rows: `last_interaction_date` timestamp?, `streak_day` int4, `friendship_level`.
-pub const LOCK_USER: Read = crate::read!(
-    "SELECT last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date, streak_day,
-       friendship_level
+/// needs to know beforehand. `$1` a JSON array (text) of user ids.
+/// Rows: `user_id`, `last_interaction_date` timestamp?, `streak_day` int4,
+/// `friendship_level`; one per existing listed user, in `user_id` order.
+pub const LOCK_USERS: Read = crate::read!(
+    "SELECT user_id, last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date,
+       streak_day, friendship_level
 FROM friendship_status
-WHERE user_id = $1::text
+WHERE user_id IN (SELECT jsonb_array_elements_text($1::text::jsonb))
+ORDER BY user_id COLLATE \"C\"
 FOR UPDATE"
 );
 
-/// Applies one change to an existing user, in one statement.
+/// Applies changes to existing users, in one statement: a whole round of a
+/// scorer's batch (planned once, instead of once per event), or one service
+/// update. Each change is applied as if alone: its score floored at 0, its
+/// own history line and level transition, its own event marked.
 ///
-/// Parameters:
-/// - `$1` user_id text
-/// - `$2` score change float8 (the new score is floored at 0 and kept to 10
+/// `$1` a JSON array (text) of changes, **at most one per user** (a user
+/// listed twice would be updated once; callers split such changes into
+/// rounds), each an object with:
+/// - `user_id` text
+/// - `score_change` float8 (the new score is floored at 0 and kept to 10
 ///   decimal places: an exact NUMERIC sum closer to a level boundary than a
 ///   double can tell, such as 499.99999999999999, would read back as `500`
 ///   with the level `acquaintance`; rounded, score and level always agree)
-/// - `$3` turns to add, int8
-/// - `$4` new streak_day int4, or NULL to keep it
-/// - `$5` last emotion text, or NULL to keep it
-/// - `$6` per-topic update, JSON text: `{topic: {score_change, turns_increment, last_date}}`;
-///   scores and turns add up per topic (topic scores floored at 0), `last_date` is replaced
-/// - `$7` processing_id uuid of the scored event, or NULL
-/// - `$8` cause text: `conversation` or `service_update`
-/// - `$9` bool: the change is an interaction (sets `last_interaction_date` to now)
+/// - `turns_increment` int8
+/// - `streak_day` int4, or null to keep it
+/// - `last_emotion` text, or null to keep it
+/// - `topics`: per-topic updates, `{topic: {score_change, turns_increment,
+///   last_date}}`; scores and turns add up per topic (topic scores floored
+///   at 0), `last_date` is replaced
+/// - `processing_id` uuid of the scored event, or null; a pending event with
+///   this id is marked by the same statement (one more attempt,
+///   `processed_at` now), so its effect and its mark cannot part:
+///   `processed`, or `scored` when the level moved (see
+///   [`crate::events::FINISH_SCORED`])
+/// - `cause` text: `conversation` or `service_update`
+/// - `interaction` bool: the change is an interaction (sets
+///   `last_interaction_date` to now)
 ///
-/// Affects one row (its level transition) when the change moved the user's
-/// level, none otherwise: the caller learns whether the level changed without
-/// reading the status back.
-pub const APPLY_CHANGE: Write = crate::write!(
-    "WITH before AS (
-    SELECT user_id, friendship_score, friendship_level
-    FROM friendship_status
-    WHERE user_id = $1::text
-    FOR UPDATE
+/// Affects one row (a level transition) per change that moved its user's
+/// level: the caller learns whether any level moved without reading back.
+pub const APPLY_CHANGES: Write = crate::write!(
+    "WITH c AS (
+    SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS c(
+        user_id text, score_change float8, turns_increment int8, streak_day int4,
+        last_emotion text, topics jsonb, processing_id uuid, cause text, interaction bool)
+), before AS (
+    SELECT fs.user_id, fs.friendship_score, fs.friendship_level
+    FROM friendship_status AS fs
+    JOIN c ON c.user_id = fs.user_id
+    FOR UPDATE OF fs
 ), updated AS (
     UPDATE friendship_status AS fs
-    SET friendship_score = round(GREATEST(0, fs.friendship_score + $2::float8::numeric), 10),
-        total_turns = fs.total_turns + $3::int8,
-        streak_day = COALESCE($4::int4, fs.streak_day),
-        last_emotion = COALESCE($5::text, fs.last_emotion),
-        last_interaction_date = CASE WHEN $9::bool THEN now() ELSE fs.last_interaction_date END,
+    SET friendship_score = round(GREATEST(0, fs.friendship_score + c.score_change::numeric), 10),
+        total_turns = fs.total_turns + c.turns_increment,
+        streak_day = COALESCE(c.streak_day, fs.streak_day),
+        last_emotion = COALESCE(c.last_emotion, fs.last_emotion),
+        last_interaction_date = CASE WHEN c.interaction THEN now() ELSE fs.last_interaction_date END,
         topic_metrics = fs.topic_metrics || COALESCE((
             SELECT jsonb_object_agg(u.key, jsonb_build_object(
                 'score', GREATEST(0, COALESCE((fs.topic_metrics -> u.key ->> 'score')::numeric, 0)
@@ -110,24 +136,37 @@ pub const APPLY_CHANGE: Write = crate::write!(
                 'total_turns', COALESCE((fs.topic_metrics -> u.key ->> 'total_turns')::int8, 0)
                                + (u.value ->> 'turns_increment')::int8,
                 'last_date', u.value -> 'last_date'))
-            FROM jsonb_each($6::text::jsonb) AS u), '{}'::jsonb),
+            FROM jsonb_each(COALESCE(c.topics, '{}'::jsonb)) AS u), '{}'::jsonb),
         updated_at = now()
-    FROM before
-    WHERE fs.user_id = before.user_id
-    RETURNING fs.*
+    FROM c
+    JOIN before ON before.user_id = c.user_id
+    WHERE fs.user_id = c.user_id
+    RETURNING fs.user_id, fs.friendship_score, fs.friendship_level
+), applied AS (
+    SELECT c.user_id, c.score_change, c.processing_id, c.cause,
+           before.friendship_score AS score_before, before.friendship_level AS level_before,
+           updated.friendship_score AS score_after, updated.friendship_level AS level_after
+    FROM c
+    JOIN before ON before.user_id = c.user_id
+    JOIN updated ON updated.user_id = c.user_id
 ), history AS (
     INSERT INTO friendship_score_history
         (user_id, cause, processing_id, score_change, score_before, score_after)
-    SELECT $1::text, $8::text, $7::uuid, $2::float8::numeric,
-           before.friendship_score, updated.friendship_score
-    FROM before, updated
+    SELECT user_id, cause, processing_id, score_change::numeric, score_before, score_after
+    FROM applied
+), marked AS (
+    UPDATE conversation_events AS e
+    SET status = CASE WHEN applied.level_before <> applied.level_after
+                      THEN 'scored' ELSE 'processed' END,
+        attempts = e.attempts + 1, processed_at = now(), updated_at = now()
+    FROM applied
+    WHERE e.processing_id = applied.processing_id AND e.status = 'pending'
 )
 INSERT INTO friendship_level_transitions
     (user_id, from_level, to_level, score, cause, processing_id)
-SELECT $1::text, before.friendship_level, updated.friendship_level,
-       updated.friendship_score, $8::text, $7::uuid
-FROM before, updated
-WHERE before.friendship_level <> updated.friendship_level"
+SELECT user_id, level_before, level_after, score_after, cause, processing_id
+FROM applied
+WHERE level_before <> level_after"
 );
 
 #[cfg(test)]

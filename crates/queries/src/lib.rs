@@ -92,10 +92,11 @@ pub const READS: &[(&str, &Read)] = &[
     ),
     ("events::GET_EVENT", &events::GET_EVENT),
     ("events::ANY_DUE", &events::ANY_DUE),
+    ("events::SCORED_EVENTS", &events::SCORED_EVENTS),
     ("events::CLAIM_DUE_EVENTS", &events::CLAIM_DUE_EVENTS),
     ("friendship::GET_STATUS", &friendship::GET_STATUS),
     ("friendship::GET_LEVEL", &friendship::GET_LEVEL),
-    ("friendship::LOCK_USER", &friendship::LOCK_USER),
+    ("friendship::LOCK_USERS", &friendship::LOCK_USERS),
     ("mappings::COUNT", &mappings::COUNT),
     ("mappings::LIST", &mappings::LIST),
     ("mappings::GET", &mappings::GET),
@@ -112,7 +113,7 @@ pub const READS: &[(&str, &Read)] = &[
 ];
 
 /// The reads that lock the rows they return (`FOR UPDATE`), inside a transaction.
-pub const LOCKING_READS: &[&Read] = &[&events::CLAIM_DUE_EVENTS, &friendship::LOCK_USER];
+pub const LOCKING_READS: &[&Read] = &[&events::CLAIM_DUE_EVENTS, &friendship::LOCK_USERS];
 
 #[cfg(test)]
 mod tests {

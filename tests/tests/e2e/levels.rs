@@ -139,6 +139,8 @@ fn a_conversation_that_crosses_a_level_records_it_and_invalidates_the_cache() {
         env.wait_for_event(&id, "processed", Duration::from_secs(15))
             .await;
 
+        // Deterministic: an event that moved the level reads `processed` only
+        // once the scorer has dropped the cached candidates of the old level.
         let after = env.suggest(&token, &u, None).await;
         after.expect(200);
         assert_eq!(after.json["friendship_level"], "acquaintance");
@@ -153,6 +155,60 @@ fn a_conversation_that_crosses_a_level_records_it_and_invalidates_the_cache() {
                 "acquaintance".to_string(),
                 "conversation".to_string()
             )]
+        );
+    });
+}
+
+#[test]
+fn an_event_left_scored_by_a_stopped_scorer_is_finished_with_the_cache_dropped() {
+    run(async {
+        let env = shared().await;
+        let u = user("unfinished");
+        let token = env.token(&u, "user");
+        let service = env.token("ai-scorer", "service");
+        env.update(
+            &service,
+            &json!({ "user_id": u, "friendship_score_change": 95 }),
+        )
+        .await
+        .expect(200);
+        env.suggest(&token, &u, None).await.expect(200);
+        let cached = env.suggest(&token, &u, None).await;
+        assert_eq!(cached.json["cached"], true);
+        assert_eq!(cached.json["friendship_level"], "stranger");
+
+        // What a scorer leaves when it stops between its commit and the cache
+        // invalidation: the effect (an acquaintance now) and a `scored` event.
+        let mut tx = env.db.begin().await.unwrap();
+        sqlx::query("UPDATE friendship_status SET friendship_score = 150 WHERE user_id = $1")
+            .bind(&u)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let id: uuid::Uuid = sqlx::query_scalar(
+            "INSERT INTO conversation_events
+                 (conversation_id, user_id, payload, status, attempts, processed_at)
+             VALUES ($1, $2, '{}', 'scored', 1, now())
+             RETURNING processing_id",
+        )
+        .bind(format!("{u}-c"))
+        .bind(&u)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        // The next wake-up (a tick) drops the cached candidates, then finishes it.
+        let event = env
+            .wait_for_event(&id.to_string(), "processed", Duration::from_secs(15))
+            .await;
+        assert_eq!(event["attempts"], 1, "finishing is not another attempt");
+        let after = env.suggest(&token, &u, None).await;
+        after.expect(200);
+        assert_eq!(after.json["friendship_level"], "acquaintance");
+        assert_eq!(
+            after.json["cached"], false,
+            "no candidates of the old level"
         );
     });
 }

@@ -303,7 +303,7 @@ fn each_kind_of_bad_message_leaves_one_rejected_record_and_changes_nothing() {
             .await;
         list.expect(200);
         let items = list.json["items"].as_array().unwrap();
-        assert!(list.json["total"].as_i64().unwrap() >= cases.len() as i64 + 1);
+        assert!(list.json["total"].as_i64().unwrap() > cases.len() as i64);
         let times: Vec<&str> = items
             .iter()
             .map(|i| i["received_at"].as_str().unwrap())

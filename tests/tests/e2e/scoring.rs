@@ -249,3 +249,51 @@ fn forty_concurrent_events_for_one_user_add_up_exactly() {
         assert_eq!(processed, 40);
     });
 }
+
+#[test]
+fn a_burst_woken_by_doorbells_alone_is_processed_in_full_with_fewer_doorbells_than_posts() {
+    run(async {
+        // No ticker: only the doorbells of the posts wake the scorers, so an
+        // event recorded after its doorbell was skipped and before the
+        // wake-up that should cover it would stay pending and fail this test.
+        let env = crate::support::isolated_without_ticker().await;
+        let client = redis::Client::open(env.redis_url.as_str()).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub.subscribe("conversation-events").await.unwrap();
+        let service = env.token("e2e-burst", "service");
+        const POSTS: usize = 120;
+        let bodies: Vec<_> = (0..POSTS)
+            .map(|i| conversation(&format!("burst-{}", i % 8), 4, 1, "neutral", 0, json!([])))
+            .collect();
+        let mut ids = Vec::new();
+        for chunk in bodies.chunks(16) {
+            let posts = chunk
+                .iter()
+                .map(|body| env.end_conversation(&service, body));
+            for resp in futures::future::join_all(posts).await {
+                resp.expect(202);
+                ids.push(resp.json["processing_id"].as_str().unwrap().to_string());
+            }
+        }
+        for id in &ids {
+            env.wait_for_event(id, "processed", Duration::from_secs(20))
+                .await;
+        }
+        let mut doorbells = 0;
+        let mut messages = pubsub.on_message();
+        while let Ok(Some(_)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            futures::StreamExt::next(&mut messages),
+        )
+        .await
+        {
+            doorbells += 1;
+        }
+        assert!(
+            (1..POSTS).contains(&doorbells),
+            "{doorbells} doorbells for {POSTS} posts"
+        );
+        drop(messages);
+        env.shutdown().await;
+    });
+}

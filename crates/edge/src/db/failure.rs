@@ -15,8 +15,9 @@
 //!     SQLSTATE at all, or one of tokio-postgres's fixed renderings of a
 //!     non-database error kind (`connection closed`, `error communicating
 //!     with the server: …`, …), or its `Debug` form `Error { kind: Closed, … }`.
-//!   Either may end with a `Stack backtrace:` when the Spin process runs with
-//!   `RUST_BACKTRACE` set.
+//!
+//! Either may end with a `Stack backtrace:` when the Spin process runs with
+//! `RUST_BACKTRACE` set.
 //!
 //! So a failure is classified by its SQLSTATE wherever one can be had, and
 //! otherwise by the error kind tokio-postgres rendered; never by words of a

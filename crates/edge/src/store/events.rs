@@ -31,44 +31,100 @@ pub enum RecordError {
 /// user and payload answers the original id; anything else is a conflict.
 /// A new event costs one round trip: its processing id is generated here.
 pub fn record_event(db: &Db, event: &ConversationEnd) -> Result<Recorded, RecordError> {
-    let payload = serde_json::to_string(&event.metadata)
-        .map_err(|e| DbError::decoding(format!("serialising an event: {e}")))?;
-    let processing_id = Uuid::new_v4();
-    let conversation_id = event.conversation_id.as_str().to_owned();
-    let inserted = db.write(
-        &events::INSERT_EVENT,
-        &[
-            db::uuid_param(processing_id),
-            P::Str(conversation_id.clone()),
-            P::Str(event.user_id.as_str().to_owned()),
-            P::Str(payload.clone()),
-        ],
-    )?;
-    if inserted == 1 {
-        return Ok(Recorded {
-            processing_id,
-            repeat: false,
-        });
+    let mut answers = record_events(db, &[event])?;
+    answers
+        .pop()
+        .unwrap_or_else(|| Err(DbError::decoding("no answer for a recorded event".into()).into()))
+}
+
+/// Records a batch of events as [`record_event`] records one, in one
+/// statement: a batch of new events costs one round trip and one commit.
+/// When some were recorded before (or twice in the batch), each is then
+/// looked up to tell the new ones, the repeats and the conflicts apart.
+/// The answers follow the order of `batch`.
+pub fn record_events(
+    db: &Db,
+    batch: &[&ConversationEnd],
+) -> Result<Vec<Result<Recorded, RecordError>>, DbError> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        processing_id: Uuid,
+        conversation_id: &'a str,
+        user_id: &'a str,
+        payload: &'a friendship_domain::ConversationMetadata,
     }
+    let rows: Vec<Row> = batch
+        .iter()
+        .map(|event| Row {
+            processing_id: Uuid::new_v4(),
+            conversation_id: event.conversation_id.as_str(),
+            user_id: event.user_id.as_str(),
+            payload: &event.metadata,
+        })
+        .collect();
+    let json = serde_json::to_string(&rows)
+        .map_err(|e| DbError::decoding(format!("serialising events: {e}")))?;
+    let inserted = db.write(&events::INSERT_EVENTS, &[P::Str(json)])?;
+    if inserted == rows.len() as u64 {
+        return Ok(rows
+            .iter()
+            .map(|row| {
+                Ok(Recorded {
+                    processing_id: row.processing_id,
+                    repeat: false,
+                })
+            })
+            .collect());
+    }
+    rows.iter()
+        .map(|row| {
+            find_recorded(
+                db,
+                row.processing_id,
+                row.conversation_id,
+                row.user_id,
+                row.payload,
+            )
+        })
+        .collect()
+}
+
+/// What became of one event of a batch some of which was not inserted: new
+/// (recorded under the id generated for it), a repeat, or a conflict.
+fn find_recorded(
+    db: &Db,
+    generated: Uuid,
+    conversation_id: &str,
+    user_id: &str,
+    metadata: &friendship_domain::ConversationMetadata,
+) -> Result<Result<Recorded, RecordError>, DbError> {
     #[derive(Deserialize)]
     struct Existing {
         processing_id: Uuid,
         user_id: String,
         same_payload: bool,
     }
+    let payload = serde_json::to_string(metadata)
+        .map_err(|e| DbError::decoding(format!("serialising an event: {e}")))?;
     let existing: Existing = db
         .read_one(
             &events::FIND_EVENT_BY_CONVERSATION,
-            &[P::Str(conversation_id), P::Str(payload)],
+            &[P::Str(conversation_id.to_owned()), P::Str(payload)],
         )?
         .ok_or_else(|| DbError::decoding("a conflicting conversation vanished".into()))?;
-    if existing.user_id != event.user_id.as_str() || !existing.same_payload {
-        return Err(RecordError::Conflict);
+    if existing.processing_id == generated {
+        return Ok(Ok(Recorded {
+            processing_id: generated,
+            repeat: false,
+        }));
     }
-    Ok(Recorded {
+    if existing.user_id != user_id || !existing.same_payload {
+        return Ok(Err(RecordError::Conflict));
+    }
+    Ok(Ok(Recorded {
         processing_id: existing.processing_id,
         repeat: true,
-    })
+    }))
 }
 
 /// An event as `GET /api/v1/conversations/{processing_id}` shows it.
@@ -97,13 +153,42 @@ pub fn redrive(db: &Db, older_than_seconds: f64) -> Result<u64, DbError> {
     db.write(&events::REDRIVE, &[P::Floating64(older_than_seconds)])
 }
 
-/// Whether any event is due (one cheap read, no lock).
-pub fn any_due(db: &Db) -> Result<bool, DbError> {
-    #[derive(Deserialize)]
-    struct Due {
-        due: bool,
+/// What a wake-up has to do, read in one cheap round trip without a lock.
+#[derive(Debug, Deserialize)]
+pub struct Due {
+    /// Some pending event is due.
+    pub due: bool,
+    /// Some event is `scored` and waits for its cache invalidation.
+    pub unfinished: bool,
+}
+
+pub fn any_due(db: &Db) -> Result<Due, DbError> {
+    db.read_single(&events::ANY_DUE, &[])
+}
+
+/// An event whose effect committed and moved its user's level.
+#[derive(Debug, Deserialize)]
+pub struct Unfinished {
+    pub processing_id: Uuid,
+    pub user_id: String,
+}
+
+/// Up to `limit` `scored` events, oldest first.
+pub fn scored_events(db: &Db, limit: usize) -> Result<Vec<Unfinished>, DbError> {
+    db.read(
+        &events::SCORED_EVENTS,
+        &[P::Int64(i64::try_from(limit).unwrap_or(i64::MAX))],
+    )
+}
+
+/// Marks `scored` events `processed`: their users' cached candidates are gone.
+pub fn finish_scored(db: &Db, processing_ids: &[Uuid]) -> Result<u64, DbError> {
+    if processing_ids.is_empty() {
+        return Ok(0);
     }
-    Ok(db.read_single::<Due>(&events::ANY_DUE, &[])?.due)
+    let json = serde_json::to_string(processing_ids)
+        .map_err(|e| DbError::decoding(format!("serialising processing ids: {e}")))?;
+    db.write(&events::FINISH_SCORED, &[P::Str(json)])
 }
 
 /// A due event, claimed (locked) by the current transaction.
@@ -126,12 +211,6 @@ pub fn claim_due(db: &Db, limit: usize) -> Result<Vec<Claimed>, DbError> {
         &events::CLAIM_DUE_EVENTS,
         &[P::Int64(i64::try_from(limit).unwrap_or(i64::MAX))],
     )
-}
-
-/// Marks a claimed event processed (in the transaction of its effect).
-pub fn mark_processed(db: &Db, processing_id: Uuid) -> Result<(), DbError> {
-    db.write(&events::MARK_PROCESSED, &[db::uuid_param(processing_id)])
-        .map(|_| ())
 }
 
 /// Marks an event failed for good: its payload can never be scored.

@@ -58,20 +58,64 @@ pub fn level(db: &Db, user_id: &str) -> Result<Level, DbError> {
 }
 
 /// A user's row, locked for a change, as it was before it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Locked {
-    #[serde(rename = "last_interaction_date")]
-    #[serde(deserialize_with = "db::utc::option::deserialize")]
     pub last_interaction: Option<DateTime<Utc>>,
     pub streak_day: i32,
-    #[serde(deserialize_with = "parsed::deserialize")]
     pub friendship_level: Level,
 }
 
-/// Creates the user when new and locks their row until the transaction ends.
+/// Creates the users that are new and locks every one's row until the
+/// transaction ends, in one order for every caller (so batches of
+/// overlapping users never deadlock): two round trips for any number of
+/// users. Answers each user's row as it was before any change.
+pub fn lock_users<'a>(
+    db: &Db,
+    user_ids: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<String, Locked>, DbError> {
+    let ids: Vec<&str> = user_ids.into_iter().collect();
+    let json = serde_json::to_string(&ids)
+        .map_err(|e| DbError::decoding(format!("serialising user ids: {e}")))?;
+    db.write(&friendship::ENSURE_USERS, &[P::Str(json)])?;
+    let locked = read_locked(db, &ids)?;
+    if let Some(missing) = ids.iter().find(|id| !locked.contains_key(**id)) {
+        return Err(DbError::decoding(format!(
+            "user {missing} vanished after its creation"
+        )));
+    }
+    Ok(locked)
+}
+
+fn read_locked(db: &Db, ids: &[&str]) -> Result<BTreeMap<String, Locked>, DbError> {
+    let json = serde_json::to_string(ids)
+        .map_err(|e| DbError::decoding(format!("serialising user ids: {e}")))?;
+    #[derive(Deserialize)]
+    struct Row {
+        user_id: String,
+        #[serde(deserialize_with = "db::utc::option::deserialize")]
+        last_interaction_date: Option<DateTime<Utc>>,
+        streak_day: i32,
+        #[serde(deserialize_with = "parsed::deserialize")]
+        friendship_level: Level,
+    }
+    let rows: Vec<Row> = db.read(&friendship::LOCK_USERS, &[P::Str(json)])?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let locked = Locked {
+                last_interaction: row.last_interaction_date,
+                streak_day: row.streak_day,
+                friendship_level: row.friendship_level,
+            };
+            (row.user_id, locked)
+        })
+        .collect())
+}
+
+/// [`lock_users`] for one user.
 pub fn lock_user(db: &Db, user_id: &str) -> Result<Locked, DbError> {
-    db.write(&friendship::ENSURE_USER, &[P::Str(user_id.to_owned())])?;
-    db.read_one(&friendship::LOCK_USER, &[P::Str(user_id.to_owned())])?
+    lock_users(db, [user_id])?
+        .remove(user_id)
         .ok_or_else(|| DbError::decoding(format!("user {user_id} vanished after its creation")))
 }
 
@@ -118,30 +162,63 @@ impl Changed {
     }
 }
 
-/// Applies a change to a user locked by [`lock_user`] in the current
-/// transaction: increments in SQL, history and transition recorded with it.
-/// True when the change moved the user's level.
+/// Applies changes to users locked by [`lock_users`] in the current
+/// transaction, in one statement: increments in SQL, each change's history
+/// and transition recorded with it, and each scored event marked. At most
+/// one change per user (a scorer splits its batch into rounds). How many
+/// changes moved their user's level.
+pub fn apply_changes(db: &Db, changes: &[Change<'_>]) -> Result<u64, DbError> {
+    #[derive(Serialize)]
+    struct Wire<'a> {
+        user_id: &'a str,
+        score_change: f64,
+        turns_increment: i64,
+        streak_day: Option<i32>,
+        last_emotion: Option<&'static str>,
+        topics: &'a BTreeMap<String, TopicUpdate>,
+        processing_id: Option<Uuid>,
+        cause: &'static str,
+        interaction: bool,
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = changes.iter().find(|c| !seen.insert(c.user_id)) {
+        return Err(DbError::decoding(format!(
+            "two changes of user {} in one statement",
+            twice.user_id
+        )));
+    }
+    let wire: Vec<Wire> = changes
+        .iter()
+        .map(|change| Wire {
+            user_id: change.user_id,
+            score_change: change.score_change,
+            turns_increment: change.turns_increment,
+            streak_day: change.streak_day,
+            last_emotion: change.last_emotion.map(|e| e.as_str()),
+            topics: change.topics,
+            processing_id: change.processing_id,
+            cause: change.cause.as_str(),
+            interaction: matches!(change.cause, Cause::Conversation),
+        })
+        .collect();
+    let json = serde_json::to_string(&wire)
+        .map_err(|e| DbError::decoding(format!("serialising changes: {e}")))?;
+    db.write(&friendship::APPLY_CHANGES, &[P::Str(json)])
+}
+
+/// [`apply_changes`] of one change; true when it moved the user's level.
 pub fn apply_change(db: &Db, change: &Change<'_>) -> Result<bool, DbError> {
-    let topics = serde_json::to_string(change.topics)
-        .map_err(|e| DbError::decoding(format!("serialising topic updates: {e}")))?;
-    let transitions = db.write(
-        &friendship::APPLY_CHANGE,
-        &[
-            P::Str(change.user_id.to_owned()),
-            P::Floating64(change.score_change),
-            P::Int64(change.turns_increment),
-            change.streak_day.map(P::Int32).unwrap_or(P::DbNull),
-            db::text_or_null(change.last_emotion.map(|e| e.as_str())),
-            P::Str(topics),
-            change
-                .processing_id
-                .map(db::uuid_param)
-                .unwrap_or(P::DbNull),
-            P::Str(change.cause.as_str().to_owned()),
-            P::Boolean(matches!(change.cause, Cause::Conversation)),
-        ],
-    )?;
-    Ok(transitions > 0)
+    Ok(apply_changes(db, std::slice::from_ref(change))? > 0)
+}
+
+/// The locked rows of users already locked by [`lock_users`] in this
+/// transaction, as they are now (one round trip, no wait).
+pub fn locked_now<'a>(
+    db: &Db,
+    user_ids: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<String, Locked>, DbError> {
+    let ids: Vec<&str> = user_ids.into_iter().collect();
+    read_locked(db, &ids)
 }
 
 /// The status after a change of a locked user, with the level before it.

@@ -8,14 +8,15 @@ use chrono::{TimeZone, Utc};
 use friendship_domain::{
     conversation_score_change, next_streak, topic_updates, ConversationMetadata,
 };
+use friendship_queries::events;
 use sqlx::PgPool;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::support::{
-    apply, apply_change, apply_on, claim_up_to, connect, ensure_user, get_event, history,
-    insert_event, lock_user, mark_processed, new_event, status, utc, with_migrated_db, Change,
+    apply, apply_change, apply_on, claim_up_to, connect, ensure_user, ensure_users, get_event,
+    history, insert_event, lock_user, new_event, status, utc, with_migrated_db, write, Change,
 };
 
 const WRITERS: usize = 40;
@@ -77,7 +78,7 @@ fn forty_concurrent_conversations_for_one_user_add_up_exactly() {
                 let mut tx = pool.begin().await.unwrap();
                 // Every writer is inside its transaction before any touches the user.
                 barrier.wait().await;
-                // As the scorer: ENSURE_USER, then LOCK_USER, APPLY_CHANGE, GET_STATUS.
+                // As the scorer: ENSURE_USERS, then LOCK_USERS, APPLY_CHANGES, GET_STATUS.
                 ensure_user(&mut *tx, &change.user_id).await;
                 let changed = apply_on(&mut tx, &change).await;
                 tx.commit().await.unwrap();
@@ -123,7 +124,7 @@ fn forty_concurrent_service_updates_without_a_prior_lock_add_up_exactly() {
             .collect();
         for change in changes.clone() {
             let (pool, barrier) = (pool.clone(), barrier.clone());
-            // ENSURE_USER then APPLY_CHANGE alone, without LOCK_USER first: the statement
+            // ENSURE_USERS then APPLY_CHANGES alone, without LOCK_USERS first: the statement
             // locks the row itself, so the increments still add up.
             writers.spawn(async move {
                 let mut tx = pool.begin().await.unwrap();
@@ -163,10 +164,12 @@ fn metadata(i: usize) -> ConversationMetadata {
 /// Events one scorer claims per transaction: small, so batches interleave.
 const BATCH: i64 = 4;
 
-/// One scorer, as `scorer::score_batch` works: claim a batch, sort it by user (every
-/// scorer locks users in the same order), and for each event ENSURE_USER, LOCK_USER,
-/// APPLY_CHANGE, GET_STATUS and MARK_PROCESSED; commit; until nothing is due. Returns how
-/// many events it scored.
+/// One scorer, as `scorer::score_batch` works: claim a batch, sort it by user, lock
+/// all the batch's users at once (ENSURE_USERS, in the order every scorer uses), and
+/// for each event LOCK_USERS (the row as the events before left it), APPLY_CHANGES
+/// (which marks the event processed, or scored when the level moved) and GET_STATUS;
+/// commit; FINISH_SCORED; until nothing is due.
+/// Returns how many events it scored.
 async fn scorer(pool: PgPool) -> usize {
     let mut scored = 0;
     loop {
@@ -178,10 +181,12 @@ async fn scorer(pool: PgPool) -> usize {
         }
         assert!(batch.len() <= BATCH as usize);
         batch.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        let mut level_moved = Vec::new();
+        let users: Vec<&str> = batch.iter().map(|c| c.user_id.as_str()).collect();
+        ensure_users(&mut *tx, &users).await;
         for claimed in &batch {
             let metadata: ConversationMetadata = serde_json::from_str(&claimed.payload).unwrap();
             let now = utc(claimed.now);
-            ensure_user(&mut *tx, &claimed.user_id).await;
             let locked = lock_user(&mut *tx, &claimed.user_id)
                 .await
                 .expect("the user was just ensured");
@@ -203,9 +208,31 @@ async fn scorer(pool: PgPool) -> usize {
             };
             let changed = apply_on(&mut tx, &change).await;
             assert_eq!(changed.previous_level, locked.friendship_level);
-            assert_eq!(mark_processed(&mut *tx, claimed.processing_id).await, 1);
+            let moved = changed.status.friendship_level != changed.previous_level;
+            let marked: String = sqlx::query_scalar(
+                "SELECT status FROM conversation_events WHERE processing_id = $1",
+            )
+            .bind(claimed.processing_id)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+            assert_eq!(
+                marked,
+                if moved { "scored" } else { "processed" },
+                "APPLY_CHANGES marks the event it scores"
+            );
+            if moved {
+                level_moved.push(claimed.processing_id);
+            }
         }
         tx.commit().await.unwrap();
+        // After the commit (and the cache invalidation): the scored events finish.
+        let finished = write(&events::FINISH_SCORED)
+            .bind(serde_json::to_string(&level_moved).unwrap())
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(finished.rows_affected(), level_moved.len() as u64);
         scored += batch.len();
     }
 }

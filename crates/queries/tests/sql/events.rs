@@ -7,9 +7,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::support::{
-    claim, claim_up_to, db_now, due_in_seconds, find_event, get_event, insert_event,
-    mark_processed, new_event, read, record_failure, sqlstate, try_insert_event_as, utc,
-    with_migrated_db, write, PAYLOAD, UNIQUE_VIOLATION,
+    apply, claim, claim_up_to, db_now, due_in_seconds, ensure_user, find_event, get_event,
+    insert_event, insert_events, mark_processed, new_event, read, record_failure, sqlstate,
+    try_insert_event_as, utc, with_migrated_db, write, Change, PAYLOAD, UNIQUE_VIOLATION,
 };
 
 /// A row of [`events::FIND_EVENT_BY_CONVERSATION`].
@@ -599,4 +599,172 @@ fn concurrent_batch_claims_are_disjoint_and_together_take_every_due_event() {
         recorded.sort();
         assert_eq!(claimed, recorded);
     });
+}
+
+#[test]
+fn a_batch_insert_records_each_new_conversation_once_in_the_order_given() {
+    with_migrated_db(|db| async move {
+        let before = insert_event(&db.pool, "conv-old", "user-1", PAYLOAD)
+            .await
+            .unwrap();
+        let row = |id: Uuid, conversation: &str, user: &str| {
+            serde_json::json!({
+                "processing_id": id,
+                "conversation_id": conversation,
+                "user_id": user,
+                "payload": serde_json::from_str::<serde_json::Value>(PAYLOAD).unwrap(),
+            })
+        };
+        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        let rows = [
+            row(ids[0], "conv-a", "user-1"),
+            row(ids[1], "conv-old", "user-1"),
+            row(ids[2], "conv-b", "user-2"),
+            row(ids[3], "conv-a", "user-2"),
+            row(ids[4], "conv-c", "user-1"),
+        ];
+        assert_eq!(
+            insert_events(&db.pool, &rows).await.unwrap(),
+            3,
+            "conv-old was recorded before and conv-a earlier in the batch"
+        );
+        assert_eq!(count_events(&db.pool).await, 4);
+        assert_eq!(find(&db.pool, "conv-old", PAYLOAD).await.0, before);
+        let (first, user, _) = find(&db.pool, "conv-a", PAYLOAD).await;
+        assert_eq!(
+            (first, user.as_str()),
+            (ids[0], "user-1"),
+            "the first one wins"
+        );
+        assert!(find_event(&db.pool, ids[3]).await.is_none());
+
+        // Scored in the order they came: accepted_at follows the array.
+        let mut tx = db.pool.begin().await.unwrap();
+        let claimed: Vec<Uuid> = claim_up_to(&mut *tx, 10)
+            .await
+            .into_iter()
+            .map(|c| c.processing_id)
+            .collect();
+        assert_eq!(claimed, [before, ids[0], ids[2], ids[4]]);
+        tx.rollback().await.unwrap();
+
+        assert_eq!(insert_events(&db.pool, &[]).await.unwrap(), 0);
+    });
+}
+
+#[test]
+fn a_batch_insert_is_one_statement_all_or_nothing() {
+    with_migrated_db(|db| async move {
+        let payload = serde_json::from_str::<serde_json::Value>(PAYLOAD).unwrap();
+        let rows = [
+            serde_json::json!({"processing_id": Uuid::new_v4(), "conversation_id": "conv-a",
+                               "user_id": "user-1", "payload": payload}),
+            // user_id shorter than the table allows
+            serde_json::json!({"processing_id": Uuid::new_v4(), "conversation_id": "conv-b",
+                               "user_id": "u", "payload": payload}),
+        ];
+        assert!(insert_events(&db.pool, &rows).await.is_err());
+        assert_eq!(
+            count_events(&db.pool).await,
+            0,
+            "nothing of the batch is kept"
+        );
+    });
+}
+
+/// A row of [`events::SCORED_EVENTS`].
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scored {
+    processing_id: Uuid,
+    user_id: String,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Due {
+    due: bool,
+    unfinished: bool,
+}
+
+#[test]
+fn an_event_that_moves_the_level_stays_scored_and_pending_to_clients_until_finished() {
+    with_migrated_db(|db| async move {
+        let calm = new_event(&db.pool, "user-1").await;
+        let moving = new_event(&db.pool, "user-2").await;
+        ensure_user(&db.pool, "user-1").await;
+        ensure_user(&db.pool, "user-2").await;
+        apply(&db.pool, &Change::conversation("user-1", calm, 5.0, 1)).await;
+        let changed = apply(&db.pool, &Change::conversation("user-2", moving, 150.0, 1)).await;
+        assert_eq!(changed.status.friendship_level, "acquaintance");
+
+        // The event that left the level alone is processed at once.
+        assert_eq!(get_event(&db.pool, calm).await.status, "processed");
+        // The one that moved it is `scored`: clients still see it pending...
+        let shown = get_event(&db.pool, moving).await;
+        assert_eq!((shown.status.as_str(), shown.attempts), ("pending", 1));
+        assert!(shown.processed_at.is_some(), "its effect has committed");
+        let due: Due = read(&events::ANY_DUE).one(&db.pool).await;
+        assert_eq!(
+            due,
+            Due {
+                due: false,
+                unfinished: true
+            }
+        );
+        let scored: Vec<Scored> = read(&events::SCORED_EVENTS)
+            .bind(10_i64)
+            .rows(&db.pool)
+            .await;
+        assert_eq!(
+            scored,
+            [Scored {
+                processing_id: moving,
+                user_id: "user-2".into()
+            }]
+        );
+        // ...it is never claimed again...
+        let mut tx = db.pool.begin().await.unwrap();
+        assert!(claim(&mut *tx).await.is_none());
+        tx.rollback().await.unwrap();
+        // ...and redrive leaves it alone.
+        age_all(&db.pool, 3600.0).await;
+        assert_eq!(redrive(&db.pool, 60.0).await, 0);
+
+        // Finishing marks exactly the scored events processed, once.
+        let ids = serde_json::json!([moving, calm, Uuid::new_v4()]).to_string();
+        let finish = || {
+            write(&events::FINISH_SCORED)
+                .bind(ids.clone())
+                .execute(&db.pool)
+        };
+        assert_eq!(finish().await.unwrap().rows_affected(), 1);
+        assert_eq!(finish().await.unwrap().rows_affected(), 0);
+        assert_eq!(get_event(&db.pool, moving).await.status, "processed");
+        let due: Due = read(&events::ANY_DUE).one(&db.pool).await;
+        assert_eq!(
+            due,
+            Due {
+                due: false,
+                unfinished: false
+            }
+        );
+        let scored: Vec<Scored> = read(&events::SCORED_EVENTS)
+            .bind(10_i64)
+            .rows(&db.pool)
+            .await;
+        assert!(scored.is_empty());
+    });
+}
+
+/// Ages every event by `seconds`.
+async fn age_all(pool: &sqlx::PgPool, seconds: f64) {
+    sqlx::query(
+        "UPDATE conversation_events
+         SET accepted_at = accepted_at - make_interval(secs => $1)",
+    )
+    .bind(seconds)
+    .execute(pool)
+    .await
+    .unwrap();
 }

@@ -1,5 +1,5 @@
-//! Friendship status and a change as the components make it ([`friendship::LOCK_USER`],
-//! [`friendship::APPLY_CHANGE`], then [`friendship::GET_STATUS`]): increments in SQL, the
+//! Friendship status and a change as the components make it ([`friendship::LOCK_USERS`],
+//! [`friendship::APPLY_CHANGES`], then [`friendship::GET_STATUS`]): increments in SQL, the
 //! floor at 0, the generated level, the level before, the history and level transitions,
 //! topic merging, the keep-when-NULL parameters, and the exactly-once guard.
 
@@ -9,9 +9,10 @@ use friendship_queries::friendship;
 use serde::Deserialize;
 
 use crate::support::{
-    apply, apply_change, db_now, ensure_user, history, lock_user, new_event, read, sqlstate,
-    status, transitions, try_apply, try_lock_user, utc, with_migrated_db, Change, HistoryLine,
-    Locked, Transition, LOCK_NOT_AVAILABLE, UNIQUE_VIOLATION,
+    apply, apply_change, apply_changes, db_now, ensure_user, ensure_users, history, lock_user,
+    new_event, read, sqlstate, status, transitions, try_apply, try_lock_user, try_lock_users, utc,
+    with_migrated_db, Change, HistoryLine, Locked, Transition, LOCK_NOT_AVAILABLE,
+    UNIQUE_VIOLATION,
 };
 
 fn day(d: u32) -> DateTime<Utc> {
@@ -61,7 +62,7 @@ fn ensure_user_creates_a_stranger_with_no_history_once() {
         let s = status(&db.pool, "user-1").await.unwrap();
         assert_eq!(
             s.friendship_score, 42.0,
-            "a second ENSURE_USER resets nothing"
+            "a second ENSURE_USERS resets nothing"
         );
         assert_eq!(s.friendship_level, "stranger");
         assert_eq!(
@@ -73,6 +74,7 @@ fn ensure_user_creates_a_stranger_with_no_history_once() {
         assert_eq!(
             lock_user(&db.pool, "user-2").await,
             Some(Locked {
+                user_id: "user-2".into(),
                 last_interaction_date: None,
                 streak_day: 0,
                 friendship_level: "stranger".into()
@@ -387,6 +389,7 @@ fn an_interaction_sets_last_interaction_date_and_a_service_update_leaves_it() {
         assert_eq!(
             lock_user(&mut *tx, "user-1").await,
             Some(Locked {
+                user_id: "user-1".into(),
                 last_interaction_date: Some(set),
                 streak_day: 0,
                 friendship_level: "stranger".into()
@@ -433,7 +436,7 @@ fn applying_the_same_event_twice_fails_with_a_unique_violation_and_changes_nothi
 #[test]
 fn a_change_to_an_unknown_user_writes_nothing() {
     with_migrated_db(|db| async move {
-        // The affected-row count of APPLY_CHANGE is its level transition: none here.
+        // The affected-row count of APPLY_CHANGES is its level transition: none here.
         let affected = apply_change(&db.pool, &Change::service("nobody", 500.0))
             .await
             .unwrap();
@@ -465,20 +468,20 @@ fn lock_user_holds_the_user_row_until_the_transaction_ends() {
             .expect("user-1 exists");
 
         let mut other = impatient(&db.pool).await;
-        // APPLY_CHANGE alone waits for the row (its own FOR UPDATE)...
+        // APPLY_CHANGES alone waits for the row (its own FOR UPDATE)...
         let blocked = apply_change(&mut *other, &Change::service("user-1", 1.0)).await;
         assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE);
         other.rollback().await.unwrap();
-        // ...so does ENSURE_USER, which is where the components wait (a write,
+        // ...so does ENSURE_USERS, which is where the components wait (a write,
         // whose timeout reaches them with its SQLSTATE on every Spin version)...
         let mut other = impatient(&db.pool).await;
-        let blocked = sqlx::query(friendship::ENSURE_USER.sql)
-            .bind("user-1")
+        let blocked = sqlx::query(friendship::ENSURE_USERS.sql)
+            .bind(r#"["user-1"]"#)
             .execute(&mut *other)
             .await;
         assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE);
         other.rollback().await.unwrap();
-        // ...and so does another LOCK_USER.
+        // ...and so does another LOCK_USERS.
         let mut other = impatient(&db.pool).await;
         let blocked = try_lock_user(&mut *other, "user-1").await;
         assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE);
@@ -517,7 +520,7 @@ fn lock_user_answers_the_level_before_the_change_and_get_status_the_one_after() 
             (600.0, "friend"),
             "read in the same transaction, the change is there"
         );
-        // Within the transaction, LOCK_USER now sees the new level: the level before a
+        // Within the transaction, LOCK_USERS now sees the new level: the level before a
         // change is only the one read before it.
         assert_eq!(
             lock_user(&mut *tx, "user-1")
@@ -562,5 +565,118 @@ fn apply_change_affects_a_row_exactly_when_the_level_moves() {
             .map(|t| (t.from_level, t.to_level))
             .collect();
         assert_eq!(levels.len(), 4);
+    });
+}
+
+#[test]
+fn ensure_users_creates_the_new_and_locks_all_and_lock_users_answers_them_in_byte_order() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-b").await;
+        let mut tx = db.pool.begin().await.unwrap();
+        assert_eq!(
+            ensure_users(&mut *tx, &["user-c", "user-b", "User-a", "user-c"]).await,
+            3,
+            "one row per distinct user"
+        );
+        let locked = try_lock_users(&mut *tx, &["user-c", "User-a", "user-b", "nobody"])
+            .await
+            .unwrap();
+        let ids: Vec<&str> = locked.iter().map(|l| l.user_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["User-a", "user-b", "user-c"],
+            "byte order, unknown ids absent"
+        );
+        // Every listed user is locked until the transaction ends.
+        for user in ["User-a", "user-b", "user-c"] {
+            let mut other = impatient(&db.pool).await;
+            let blocked = sqlx::query(friendship::ENSURE_USERS.sql)
+                .bind(serde_json::to_string(&[user]).unwrap())
+                .execute(&mut *other)
+                .await;
+            assert_eq!(sqlstate(blocked), LOCK_NOT_AVAILABLE, "{user}");
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(ensure_users(&db.pool, &[]).await, 0);
+    });
+}
+
+#[test]
+fn batches_of_overlapping_users_in_any_order_never_deadlock() {
+    with_migrated_db(|db| async move {
+        // Without one locking order, two transactions locking {a, b, c} from opposite
+        // ends deadlock within a few rounds (Postgres then fails one with 40P01).
+        const ROUNDS: usize = 40;
+        let orders = [["u-a", "u-b", "u-c"], ["u-c", "u-b", "u-a"]];
+        let mut lockers = tokio::task::JoinSet::new();
+        for order in orders {
+            let pool = db.pool.clone();
+            lockers.spawn(async move {
+                for _ in 0..ROUNDS {
+                    let mut tx = pool.begin().await.unwrap();
+                    ensure_users(&mut *tx, &order).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    tx.commit().await.unwrap();
+                }
+            });
+        }
+        while let Some(done) = lockers.join_next().await {
+            done.unwrap();
+        }
+    });
+}
+
+#[test]
+fn one_statement_applies_a_round_of_changes_each_as_if_alone() {
+    with_migrated_db(|db| async move {
+        for user in ["user-a", "user-b", "user-c"] {
+            ensure_user(&db.pool, user).await;
+        }
+        apply(&db.pool, &Change::service("user-b", 10.0)).await;
+        let events = [
+            new_event(&db.pool, "user-a").await,
+            new_event(&db.pool, "user-b").await,
+            new_event(&db.pool, "user-c").await,
+        ];
+        let changes = [
+            Change::conversation("user-a", events[0], 120.0, 3).topic("music", 2.5, 3, day(2)),
+            // floored at 0 on its own, whatever the others add
+            Change::conversation("user-b", events[1], -30.0, 1),
+            Change::conversation("user-c", events[2], 4.5, 2),
+        ];
+        let mut tx = db.pool.begin().await.unwrap();
+        assert_eq!(
+            apply_changes(&mut *tx, &changes).await.unwrap(),
+            1,
+            "one change moved its user's level"
+        );
+        tx.commit().await.unwrap();
+
+        let a = status(&db.pool, "user-a").await.unwrap();
+        assert_eq!((a.friendship_score, a.total_turns), (120.0, 3));
+        assert_eq!(a.friendship_level, "acquaintance");
+        assert_eq!(a.metrics()["music"], metric(2.5, 3, day(2)));
+        let b = status(&db.pool, "user-b").await.unwrap();
+        assert_eq!((b.friendship_score, b.total_turns), (0.0, 1));
+        let c = status(&db.pool, "user-c").await.unwrap();
+        assert_eq!((c.friendship_score, c.total_turns), (4.5, 2));
+
+        assert_eq!(history(&db.pool, "user-b").await.len(), 2);
+        let line = &history(&db.pool, "user-b").await[1];
+        assert_eq!(
+            (line.processing_id, line.score_before, line.score_after),
+            (Some(events[1]), 10.0, 0.0)
+        );
+        assert_eq!(transitions(&db.pool, "user-a").await.len(), 1);
+        assert!(transitions(&db.pool, "user-c").await.is_empty());
+        let marks: Vec<(String,)> = sqlx::query_as(
+            "SELECT status FROM conversation_events WHERE processing_id = ANY($1) ORDER BY user_id",
+        )
+        .bind(&events[..])
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        let marks: Vec<&str> = marks.iter().map(|(s,)| s.as_str()).collect();
+        assert_eq!(marks, ["scored", "processed", "processed"]);
     });
 }

@@ -1,5 +1,5 @@
 //! The generated level column against the domain's `Level::from_score`, through
-//! [`friendship_queries::friendship::APPLY_CHANGE`] and read back as the components read
+//! [`friendship_queries::friendship::APPLY_CHANGES`] and read back as the components read
 //! it (`friendship_score::float8`): a client must never see a score and a level that
 //! disagree.
 

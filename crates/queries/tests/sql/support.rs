@@ -38,13 +38,13 @@ pub use migrator::testing::{
 /// [`friendship_queries::READS`]); `types::every_constant_of_the_crate_has_a_signature`
 /// checks that the two lists hold every statement constant.
 pub const WRITES: &[(&str, &Write)] = &[
-    ("events::INSERT_EVENT", &events::INSERT_EVENT),
-    ("events::MARK_PROCESSED", &events::MARK_PROCESSED),
+    ("events::INSERT_EVENTS", &events::INSERT_EVENTS),
+    ("events::FINISH_SCORED", &events::FINISH_SCORED),
     ("events::RECORD_FAILURE", &events::RECORD_FAILURE),
     ("events::MARK_UNPROCESSABLE", &events::MARK_UNPROCESSABLE),
     ("events::REDRIVE", &events::REDRIVE),
-    ("friendship::ENSURE_USER", &friendship::ENSURE_USER),
-    ("friendship::APPLY_CHANGE", &friendship::APPLY_CHANGE),
+    ("friendship::ENSURE_USERS", &friendship::ENSURE_USERS),
+    ("friendship::APPLY_CHANGES", &friendship::APPLY_CHANGES),
     ("mappings::INSERT", &friendship_queries::mappings::INSERT),
     ("mappings::REPLACE", &friendship_queries::mappings::REPLACE),
     (
@@ -218,7 +218,7 @@ pub fn utc(time: NaiveDateTime) -> DateTime<Utc> {
 
 // ----- events ---------------------------------------------------------------
 
-/// [`events::INSERT_EVENT`] under the new processing id `processing_id`: the number of
+/// [`events::INSERT_EVENTS`] under the new processing id `processing_id`: the number of
 /// rows it affected (1 when new, 0 for a repeat).
 pub async fn try_insert_event_as(
     executor: impl PgExecutor<'_>,
@@ -227,17 +227,34 @@ pub async fn try_insert_event_as(
     user_id: &str,
     payload: &str,
 ) -> Result<u64, sqlx::Error> {
-    Ok(write(&events::INSERT_EVENT)
-        .bind(processing_id)
-        .bind(conversation_id)
-        .bind(user_id)
-        .bind(payload)
+    let payload: serde_json::Value = serde_json::from_str(payload).expect("a JSON payload");
+    insert_events(
+        executor,
+        &[serde_json::json!({
+            "processing_id": processing_id,
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "payload": payload,
+        })],
+    )
+    .await
+}
+
+/// [`events::INSERT_EVENTS`] of a batch as `store::record_events` binds it: one JSON
+/// array of `{processing_id, conversation_id, user_id, payload}` objects; the number
+/// of events inserted.
+pub async fn insert_events(
+    executor: impl PgExecutor<'_>,
+    rows: &[serde_json::Value],
+) -> Result<u64, sqlx::Error> {
+    Ok(write(&events::INSERT_EVENTS)
+        .bind(serde_json::Value::from(rows.to_vec()).to_string())
         .execute(executor)
         .await?
         .rows_affected())
 }
 
-/// [`events::INSERT_EVENT`] as `store::record_event` runs it, with a processing id
+/// [`events::INSERT_EVENTS`] of one event as `store::record_event` runs it, with a processing id
 /// generated here: that id when the event is new, `None` for a repeat.
 pub async fn insert_event(
     executor: impl PgExecutor<'_>,
@@ -252,7 +269,7 @@ pub async fn insert_event(
     match affected {
         1 => Some(processing_id),
         0 => None,
-        n => panic!("INSERT_EVENT affected {n} rows"),
+        n => panic!("INSERT_EVENTS affected {n} rows"),
     }
 }
 
@@ -354,14 +371,38 @@ pub async fn record_failure<'a>(
     }
 }
 
-/// [`events::MARK_PROCESSED`]: the number of rows it changed.
-pub async fn mark_processed(executor: impl PgExecutor<'_>, processing_id: Uuid) -> u64 {
-    write(&events::MARK_PROCESSED)
-        .bind(processing_id)
-        .execute(executor)
-        .await
-        .unwrap()
-        .rows_affected()
+/// Marks an event processed as the scorer does, by scoring it: [`friendship::APPLY_CHANGES`]
+/// of an empty conversation change with its processing id (after
+/// [`friendship::ENSURE_USERS`] of its user). Answers 1 when that made the event
+/// `processed`, 0 when it did not: it was not pending, is unknown, or was scored
+/// before (then the history's unique `processing_id` refuses the change, and inside a
+/// transaction that error aborts it).
+pub async fn mark_processed<'a>(
+    conn: impl Acquire<'a, Database = Postgres>,
+    processing_id: Uuid,
+) -> u64 {
+    let mut conn = conn.acquire().await.unwrap();
+    let event: Option<(String, String)> =
+        sqlx::query_as("SELECT user_id, status FROM conversation_events WHERE processing_id = $1")
+            .bind(processing_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .unwrap();
+    let Some((user_id, status_before)) = event else {
+        return 0;
+    };
+    ensure_user(&mut *conn, &user_id).await;
+    let applied = apply_change(
+        &mut *conn,
+        &Change::conversation(&user_id, processing_id, 0.0, 0),
+    )
+    .await;
+    if applied.is_err() {
+        assert_eq!(sqlstate(applied), UNIQUE_VIOLATION, "APPLY_CHANGES");
+        return 0;
+    }
+    let status_after = get_event(&mut *conn, processing_id).await.status;
+    u64::from(status_before == "pending" && status_after == "processed")
 }
 
 /// `next_attempt_at` as seconds from the database's `now()` (not part of any statement's
@@ -402,25 +443,26 @@ impl Status {
     }
 }
 
-/// A row of [`friendship::LOCK_USER`]: the user as it was before a change.
+/// A row of [`friendship::LOCK_USERS`]: the user as it was before a change.
 #[derive(Debug, PartialEq, Deserialize, sqlx::FromRow)]
 #[serde(deny_unknown_fields)]
 pub struct Locked {
+    pub user_id: String,
     pub last_interaction_date: Option<NaiveDateTime>,
     pub streak_day: i32,
     pub friendship_level: String,
 }
 
 /// A change applied as `store::apply_change` applies it: the status it produced
-/// ([`friendship::GET_STATUS`] after [`friendship::APPLY_CHANGE`]) and the level before
-/// it ([`friendship::LOCK_USER`] before).
+/// ([`friendship::GET_STATUS`] after [`friendship::APPLY_CHANGES`]) and the level before
+/// it ([`friendship::LOCK_USERS`] before).
 #[derive(Debug)]
 pub struct Changed {
     pub status: Status,
     pub previous_level: String,
 }
 
-/// The parameters of [`friendship::APPLY_CHANGE`], as `store::Change` carries them.
+/// The parameters of [`friendship::APPLY_CHANGES`], as `store::Change` carries them.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub user_id: String,
@@ -487,27 +529,46 @@ impl Change {
     }
 }
 
-/// [`friendship::ENSURE_USER`]: the number of rows it affected (1 for a new user).
+/// [`friendship::ENSURE_USERS`] of one user: the number of rows it affected (1).
 pub async fn ensure_user(executor: impl PgExecutor<'_>, user_id: &str) -> u64 {
-    write(&friendship::ENSURE_USER)
-        .bind(user_id)
+    ensure_users(executor, &[user_id]).await
+}
+
+/// [`friendship::ENSURE_USERS`], bound as `store::lock_users` binds it (a JSON array
+/// of ids): the number of rows it affected.
+pub async fn ensure_users(executor: impl PgExecutor<'_>, user_ids: &[&str]) -> u64 {
+    write(&friendship::ENSURE_USERS)
+        .bind(serde_json::to_string(user_ids).unwrap())
         .execute(executor)
         .await
         .unwrap()
         .rows_affected()
 }
 
-/// [`friendship::LOCK_USER`]: the user's row before a change, locked until the
-/// transaction ends; `None` for an unknown user.
+/// [`friendship::LOCK_USERS`], bound as `store::lock_users` binds it: the rows of the
+/// listed users that exist, locked until the transaction ends.
+pub async fn try_lock_users(
+    executor: impl PgExecutor<'_>,
+    user_ids: &[&str],
+) -> Result<Vec<Locked>, sqlx::Error> {
+    read(&friendship::LOCK_USERS)
+        .bind(serde_json::to_string(user_ids).unwrap())
+        .try_rows(executor)
+        .await
+}
+
+/// [`friendship::LOCK_USERS`] of one user: the user's row before a change, locked until
+/// the transaction ends; `None` for an unknown user.
 pub async fn try_lock_user(
     executor: impl PgExecutor<'_>,
     user_id: &str,
 ) -> Result<Option<Locked>, sqlx::Error> {
-    let mut rows: Vec<Locked> = read(&friendship::LOCK_USER)
-        .bind(user_id)
-        .try_rows(executor)
-        .await?;
-    assert!(rows.len() <= 1, "LOCK_USER matched {} rows", rows.len());
+    let mut rows = try_lock_users(executor, &[user_id]).await?;
+    assert!(
+        rows.len() <= 1,
+        "LOCK_USERS of one user matched {} rows",
+        rows.len()
+    );
     Ok(rows.pop())
 }
 
@@ -516,29 +577,46 @@ pub async fn lock_user(executor: impl PgExecutor<'_>, user_id: &str) -> Option<L
     try_lock_user(executor, user_id).await.unwrap()
 }
 
-/// [`friendship::APPLY_CHANGE`] alone, bound exactly as `store::apply_change` binds it:
+/// [`friendship::APPLY_CHANGES`] of one change, bound as `store::apply_changes` binds it:
 /// the affected-row count `execute` answers.
 pub async fn apply_change(
     executor: impl PgExecutor<'_>,
     change: &Change,
 ) -> Result<u64, sqlx::Error> {
-    Ok(write(&friendship::APPLY_CHANGE)
-        .bind(&change.user_id)
-        .bind(change.score_change)
-        .bind(change.turns_increment)
-        .bind(change.streak_day)
-        .bind(change.last_emotion)
-        .bind(serde_json::to_string(&change.topics).unwrap())
-        .bind(change.processing_id)
-        .bind(change.cause)
-        .bind(change.interaction)
+    apply_changes(executor, std::slice::from_ref(change)).await
+}
+
+/// [`friendship::APPLY_CHANGES`] of several changes (at most one per user), bound as
+/// `store::apply_changes` binds them: the affected-row count `execute` answers.
+pub async fn apply_changes(
+    executor: impl PgExecutor<'_>,
+    changes: &[Change],
+) -> Result<u64, sqlx::Error> {
+    let json: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|change| {
+            serde_json::json!({
+                "user_id": change.user_id,
+                "score_change": change.score_change,
+                "turns_increment": change.turns_increment,
+                "streak_day": change.streak_day,
+                "last_emotion": change.last_emotion,
+                "topics": change.topics,
+                "processing_id": change.processing_id,
+                "cause": change.cause,
+                "interaction": change.interaction,
+            })
+        })
+        .collect();
+    Ok(write(&friendship::APPLY_CHANGES)
+        .bind(serde_json::Value::from(json).to_string())
         .execute(executor)
         .await?
         .rows_affected())
 }
 
 /// A change to an existing user as the components make it, on one connection:
-/// [`friendship::LOCK_USER`] (the level before), [`friendship::APPLY_CHANGE`], then
+/// [`friendship::LOCK_USERS`] (the level before), [`friendship::APPLY_CHANGES`], then
 /// [`friendship::GET_STATUS`]. Panics when the user does not exist.
 pub async fn try_apply_on(
     conn: &mut PgConnection,
@@ -554,7 +632,7 @@ pub async fn try_apply_on(
     assert_eq!(
         transitions == 1,
         status.friendship_level != before.friendship_level,
-        "APPLY_CHANGE affects one row exactly when the level moved"
+        "APPLY_CHANGES affects one row exactly when the level moved"
     );
     Ok(Changed {
         status,

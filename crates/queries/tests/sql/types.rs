@@ -111,9 +111,9 @@ const REPLACE_PARAMETERS: [&str; 10] = [
 const SIGNATURES: &[Signature] = &[
     // events
     Signature {
-        name: "events::INSERT_EVENT",
-        kind: Kind::Write(&events::INSERT_EVENT),
-        parameters: &["UUID", "TEXT", "TEXT", "TEXT"],
+        name: "events::INSERT_EVENTS",
+        kind: Kind::Write(&events::INSERT_EVENTS),
+        parameters: &["TEXT"],
         columns: &[],
     },
     Signature {
@@ -151,7 +151,19 @@ const SIGNATURES: &[Signature] = &[
         name: "events::ANY_DUE",
         kind: Kind::Read(&events::ANY_DUE),
         parameters: &[],
-        columns: &[("due", "BOOL")],
+        columns: &[("due", "BOOL"), ("unfinished", "BOOL")],
+    },
+    Signature {
+        name: "events::SCORED_EVENTS",
+        kind: Kind::Read(&events::SCORED_EVENTS),
+        parameters: &["INT8"],
+        columns: &[("processing_id", "UUID"), ("user_id", "TEXT")],
+    },
+    Signature {
+        name: "events::FINISH_SCORED",
+        kind: Kind::Write(&events::FINISH_SCORED),
+        parameters: &["TEXT"],
+        columns: &[],
     },
     Signature {
         name: "events::CLAIM_DUE_EVENTS",
@@ -164,12 +176,6 @@ const SIGNATURES: &[Signature] = &[
             ("attempts", "INT4"),
             ("now", "TIMESTAMP"),
         ],
-    },
-    Signature {
-        name: "events::MARK_PROCESSED",
-        kind: Kind::Write(&events::MARK_PROCESSED),
-        parameters: &["UUID"],
-        columns: &[],
     },
     Signature {
         name: "events::RECORD_FAILURE",
@@ -203,27 +209,26 @@ const SIGNATURES: &[Signature] = &[
         columns: &[("friendship_level", "TEXT")],
     },
     Signature {
-        name: "friendship::ENSURE_USER",
-        kind: Kind::Write(&friendship::ENSURE_USER),
+        name: "friendship::ENSURE_USERS",
+        kind: Kind::Write(&friendship::ENSURE_USERS),
         parameters: &["TEXT"],
         columns: &[],
     },
     Signature {
-        name: "friendship::LOCK_USER",
-        kind: Kind::Read(&friendship::LOCK_USER),
+        name: "friendship::LOCK_USERS",
+        kind: Kind::Read(&friendship::LOCK_USERS),
         parameters: &["TEXT"],
         columns: &[
+            ("user_id", "TEXT"),
             ("last_interaction_date", "TIMESTAMP"),
             ("streak_day", "INT4"),
             ("friendship_level", "TEXT"),
         ],
     },
     Signature {
-        name: "friendship::APPLY_CHANGE",
-        kind: Kind::Write(&friendship::APPLY_CHANGE),
-        parameters: &[
-            "TEXT", "FLOAT8", "INT8", "INT4", "TEXT", "TEXT", "UUID", "TEXT", "BOOL",
-        ],
+        name: "friendship::APPLY_CHANGES",
+        kind: Kind::Write(&friendship::APPLY_CHANGES),
+        parameters: &["TEXT"],
         columns: &[],
     },
     // health

@@ -93,6 +93,23 @@ where
     .await
 }
 
+/// As [`isolated`], without the ticker: only doorbells wake the scorers.
+pub async fn isolated_without_ticker() -> Env {
+    let redis = PrivateRedis::start();
+    let db_url = fresh_database(&admin_database_url()).await;
+    Env::start_with(
+        db_url,
+        redis.url(),
+        HashMap::new(),
+        Servers {
+            redis: Some(redis),
+            postgres: None,
+        },
+        false,
+    )
+    .await
+}
+
 /// `DATABASE_URL` (or the machine's Postgres), with `sslmode=disable` added
 /// when it names no `sslmode`.
 fn admin_database_url() -> String {
@@ -215,6 +232,18 @@ impl Env {
         extra: HashMap<String, String>,
         servers: Servers,
     ) -> Env {
+        Env::start_with(db_url, redis_url, extra, servers, true).await
+    }
+
+    /// As [`Env::start`]; without the ticker when `ticker` is false, so that
+    /// only doorbells wake the scorers.
+    pub async fn start_with(
+        db_url: String,
+        redis_url: String,
+        extra: HashMap<String, String>,
+        servers: Servers,
+        ticker: bool,
+    ) -> Env {
         tokio::task::spawn_blocking(ensure_components)
             .await
             .unwrap();
@@ -282,7 +311,9 @@ impl Env {
                 .await
                 .expect("the scorers start");
         }
-        tokio::spawn(ticker(redis_url.clone(), stop_rx));
+        if ticker {
+            tokio::spawn(self::ticker(redis_url.clone(), stop_rx));
+        }
         let db = PgPoolOptions::new()
             .max_connections(8)
             .connect(&db_url)
