@@ -9,8 +9,9 @@
 #
 # Needs DATABASE_URL and REDIS_URL as run.sh used them (defaults: the
 # machine's servers, database `friendship`), redis-cli, psql, python3, oha.
-# Rates are events / (last processed_at - first accepted_at), read from
-# Postgres, so they include recording, queueing and scoring.
+# Rates are events / (last processed_at - the moment the hand-over began,
+# XADD, PUBLISH or the first POST), read from Postgres's clock, so they
+# include handing over, recording, queueing and scoring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,9 +63,14 @@ with open(f"{work}/http.jsonl", "w") as f:
         f.write(event("http", i) + "\n")
 PY
 
-# Waits until $2 events of a way in are processed.
+# The database's clock now: when a way in starts handing its events over.
+db_now() {
+    psql "$DATABASE_URL" -qtAc "SELECT clock_timestamp()"
+}
+
+# Waits until $2 events of a way in are processed; $3 is when their hand-over began.
 wait_processed() {
-    local way=$1 expected=$2 deadline=$((SECONDS + DEADLINE_SECONDS)) done
+    local way=$1 expected=$2 started=$3 deadline=$((SECONDS + DEADLINE_SECONDS)) done
     while true; do
         done=$(psql "$DATABASE_URL" -qtAc "SELECT count(*) FROM conversation_events
             WHERE conversation_id LIKE 'bench-$way-$run_id-%' AND status = 'processed'")
@@ -75,23 +81,26 @@ wait_processed() {
         fi
         sleep 0.5
     done
-    psql "$DATABASE_URL" -qtAc "SELECT format('%-8s %6s events  %8s events/s  (first accepted to last processed: %s s)',
+    psql "$DATABASE_URL" -qtAc "SELECT format('%-8s %6s events  %8s events/s  (hand-over start to last processed: %s s)',
             '$way', count(*),
-            round(count(*) / greatest(extract(epoch FROM max(processed_at) - min(accepted_at)), 0.001)),
-            round(extract(epoch FROM max(processed_at) - min(accepted_at))::numeric, 2))
+            round(count(*) / greatest(extract(epoch FROM max(processed_at) - '$started'::timestamptz), 0.001)),
+            round(extract(epoch FROM max(processed_at) - '$started'::timestamptz)::numeric, 2))
         FROM conversation_events WHERE conversation_id LIKE 'bench-$way-$run_id-%' AND status = 'processed'"
 }
 
 echo "bench-events: $COUNT events per way in"
+started=$(db_now)
 redis-cli -u "$REDIS_URL" --pipe <"$work/stream.resp" >/dev/null
-wait_processed stream "$COUNT"
+wait_processed stream "$COUNT" "$started"
+started=$(db_now)
 redis-cli -u "$REDIS_URL" --pipe <"$work/channel.resp" >/dev/null
-wait_processed channel "$COUNT"
+wait_processed channel "$COUNT" "$started"
 token=$(python3 scripts/token.py --sub bench-events --role service --ttl 3600)
+started=$(db_now)
 # oha -Z picks body lines at random: some conversations are sent more than
 # once (answered 202 as repeats), so what is waited for is what was recorded.
 oha --no-tui -n "$COUNT" -c 16 -m POST -H "authorization: Bearer $token" -T application/json \
     -Z "$work/http.jsonl" "$BASE_URL/api/v1/conversations/end" >/dev/null
 recorded=$(psql "$DATABASE_URL" -qtAc "SELECT count(*) FROM conversation_events
     WHERE conversation_id LIKE 'bench-http-$run_id-%'")
-wait_processed http "$recorded"
+wait_processed http "$recorded" "$started"

@@ -239,7 +239,8 @@ mod tests {
                 "conversation events",
                 "friendship history",
                 "rejected messages",
-                "catalogue version on change only"
+                "catalogue version on change only",
+                "scored before processed"
             ]
         );
     }

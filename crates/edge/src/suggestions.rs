@@ -98,14 +98,32 @@ fn load_candidates(
     };
 
     if cache.store_candidates(&record) {
-        if cache.catalogue_version().is_none() {
-            cache.set_catalogue_version(version);
-        }
+        publish_catalogue_version(cache, &db, version)?;
         if store::level(&db, user_id.as_str())? != level {
             cache.invalidate(user_id.as_str(), "level_changed_while_caching");
         }
     }
     Ok(record)
+}
+
+/// Makes the key-value store's catalogue version the one Postgres holds,
+/// `read` a moment ago: a missing or wrong version (a lost publish, a
+/// restored or shared Redis) would otherwise turn every request into a miss
+/// until the next catalogue change. Postgres is the truth, so the write is
+/// checked against it once more: a change that committed since `read` is
+/// seen here and published, and one that commits later publishes its own
+/// version after this write. Free when the versions agree (one read of
+/// key-value, which the hit path makes anyway).
+fn publish_catalogue_version(cache: &Cache, db: &Db, read: i64) -> Result<(), ApiError> {
+    if cache.catalogue_version() == Some(read) {
+        return Ok(());
+    }
+    cache.set_catalogue_version(read);
+    let now = store::catalogue_version(db)?;
+    if now != read {
+        cache.set_catalogue_version(now);
+    }
+    Ok(())
 }
 
 /// Counts a hit or a miss. One request in `cache_count_every` (chosen at

@@ -160,3 +160,48 @@ fn a_catalogue_change_makes_cached_candidates_unusable_and_inactive_agents_are_n
         }
     });
 }
+
+#[test]
+fn a_wrong_catalogue_version_in_key_value_is_repaired_by_the_next_miss() {
+    run(async {
+        // Its own Redis: a wrong version makes every other user's record a miss.
+        let env = isolated().await;
+        let u = user("version");
+        let token = env.token(&u, "user");
+        env.suggest(&token, &u, None).await.expect(200);
+        assert_eq!(env.suggest(&token, &u, None).await.json["cached"], true);
+
+        // A lost publish, or a Redis restored from elsewhere or shared by two
+        // deployments: key-value disagrees with Postgres.
+        let kv = redis::Client::open(format!("{}/1", env.redis_url)).unwrap();
+        let mut kv = kv.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("catalogue:version")
+            .arg("151")
+            .query_async(&mut kv)
+            .await
+            .unwrap();
+
+        let repaired = env.suggest(&token, &u, None).await;
+        repaired.expect(200);
+        assert_eq!(repaired.json["cached"], false, "no record is usable");
+        let truth: i64 = sqlx::query_scalar("SELECT version FROM catalogue_version")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+        let published: String = redis::cmd("GET")
+            .arg("catalogue:version")
+            .query_async(&mut kv)
+            .await
+            .unwrap();
+        assert_eq!(published, truth.to_string(), "the miss published Postgres's version");
+        for _ in 0..3 {
+            assert_eq!(
+                env.suggest(&token, &u, None).await.json["cached"],
+                true,
+                "the hit rate recovers by itself"
+            );
+        }
+        env.shutdown().await;
+    });
+}
