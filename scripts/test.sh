@@ -31,7 +31,8 @@ log=$(mktemp)
 trap 'rm -f "$log"; stop_services' EXIT
 status=0
 # The root's default members are the native crates; the components are wasm.
-SPIN_COMPAT=4.0 cargo test --locked "$@" 2>&1 | tee -a "$log" || status=$?
+# --no-fail-fast: one failing binary must not hide the others' results.
+SPIN_COMPAT=4.0 cargo test --locked --no-fail-fast "$@" 2>&1 | tee -a "$log" || status=$?
 echo "test.sh: the end-to-end suite again, the test host imitating Spin 3.6" >&2
 SPIN_COMPAT=3.6 cargo test --locked -p e2e --test e2e "$@" 2>&1 | tee -a "$log" || status=$?
 # One closing line for the whole run, over every test binary's summary.

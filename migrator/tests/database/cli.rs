@@ -39,20 +39,20 @@ fn free_port() -> u16 {
 }
 
 #[test]
-fn up_seed_down_6_up_round_trips_a_fresh_database() {
+fn up_seed_down_7_up_round_trips_a_fresh_database() {
     with_db(|db| async move {
         let url = db.url.as_str();
         let status = succeed(url, &["status"]);
         assert_eq!(
             status.lines().filter(|l| l.contains(" pending ")).count(),
-            6,
+            7,
             "{status}"
         );
 
         let up = succeed(url, &["up"]);
         assert_eq!(
             up.lines().filter(|l| l.starts_with("applied ")).count(),
-            6,
+            7,
             "{up}"
         );
         assert!(succeed(url, &["seed"]).starts_with("seeded "));
@@ -60,14 +60,14 @@ fn up_seed_down_6_up_round_trips_a_fresh_database() {
         let status = succeed(url, &["status"]);
         assert_eq!(
             status.lines().filter(|l| l.contains(" applied ")).count(),
-            6,
+            7,
             "{status}"
         );
 
-        let down = succeed(url, &["down", "6"]);
+        let down = succeed(url, &["down", "7"]);
         assert_eq!(
             down.lines().filter(|l| l.starts_with("reverted ")).count(),
-            6,
+            7,
             "{down}"
         );
         assert!(tables(&db.pool).await.is_empty());
@@ -89,9 +89,9 @@ fn down_without_a_count_reverts_one_migration() {
             1,
             "{down}"
         );
-        assert!(down.contains("catalogue version on change only"), "{down}");
+        assert!(down.contains("scored before processed"), "{down}");
         let everything = succeed(&db.url, &["--database-url", url, "down", "all"]);
-        assert_eq!(everything.lines().count(), 5, "{everything}");
+        assert_eq!(everything.lines().count(), 6, "{everything}");
     });
 }
 

@@ -194,7 +194,11 @@ fn a_wrong_catalogue_version_in_key_value_is_repaired_by_the_next_miss() {
             .query_async(&mut kv)
             .await
             .unwrap();
-        assert_eq!(published, truth.to_string(), "the miss published Postgres's version");
+        assert_eq!(
+            published,
+            truth.to_string(),
+            "the miss published Postgres's version"
+        );
         for _ in 0..3 {
             assert_eq!(
                 env.suggest(&token, &u, None).await.json["cached"],
