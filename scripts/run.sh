@@ -40,8 +40,9 @@ trap 'exit 130' INT TERM
 LISTEN=${LISTEN:-127.0.0.1:3000}
 mkdir -p .run
 
+echo "run: building the migrator (the first build takes a few minutes)" >&2
+cargo build --locked --profile host -p migrator
 echo "run: migrating and seeding the database" >&2
-cargo build --locked --profile host -q -p migrator
 target/host/migrator up
 target/host/migrator seed
 
@@ -51,7 +52,8 @@ if command -v spin >/dev/null; then
     runner=(spin up)
 else
     bash scripts/build-components.sh
-    cargo build --locked --profile host -q -p e2e --bin spin-host
+    echo "run: building the wasmtime host (the first build takes several minutes)" >&2
+    cargo build --locked --profile host -p e2e --bin spin-host
     runner=("$root/target/host/spin-host")
     echo "run: no Spin CLI on this machine: serving the same components with the project's wasmtime host" >&2
 fi
@@ -86,7 +88,12 @@ for dir in components/*/; do
     name=$(basename "$dir")
     [[ "$name" == scorer ]] || http_components+=(--component-id "$name")
 done
-echo "run: serving http://$LISTEN" >&2
 "${runner[@]}" --runtime-config-file "$runtime_config" --listen "$LISTEN" "${http_components[@]}" &
 pids+=($!)
-wait -n "${pids[@]}"
+# `serving` once it is true: the first answer of /health/live.
+(
+    until curl -fsS -m 2 -o /dev/null "http://$LISTEN/health/live" 2>/dev/null; do sleep 0.5; done
+    echo "run: serving http://$LISTEN (Ctrl-C stops everything)" >&2
+) &
+pids+=($!)
+wait -n "${pids[@]:0:2}"

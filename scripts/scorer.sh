@@ -28,15 +28,19 @@ ticker() {
 # One scorer process, started again whenever it exits; stopping the loop
 # stops its process too.
 supervise() {
-    local child=""
-    trap '[[ -n "$child" ]] && kill "$child" 2>/dev/null; exit 0' TERM INT
+    local child="" stopping=""
+    trap 'stopping=1; [[ -n "$child" ]] && kill "$child" 2>/dev/null; exit 0' TERM INT
     while true; do
         "${runner[@]}" --runtime-config-file "$runtime_config" --component-id scorer &
         child=$!
         status=0
         wait "$child" || status=$?
-        echo "scorer $1: exited with status $status; restarting in 1 s" >&2
+        [[ -n "$stopping" ]] && exit 0
+        # Ctrl-C reaches the scorer before this loop is told to stop (a
+        # background job ignores SIGINT): wait a second, in which a stop ends
+        # the loop quietly, before saying anything.
         sleep 1
+        echo "scorer $1: exited with status $status; restarted" >&2
     done
 }
 
