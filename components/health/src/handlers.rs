@@ -4,10 +4,9 @@ use std::time::Instant;
 
 use friendship_edge::db::Db;
 use friendship_edge::http::rfc3339;
-use friendship_edge::{config, doorbell, ApiError, Ctx, Reply};
+use friendship_edge::{config, doorbell, store, ApiError, Ctx, Reply};
 
 use crate::probe;
-use friendship_queries::health::PROBE;
 use serde_json::{json, Value};
 use spin_sdk::key_value::Store;
 use spin_sdk::redis::{RedisParameter, RedisResult};
@@ -35,9 +34,7 @@ fn probe(check: impl FnOnce() -> Result<(), String>) -> (bool, Value) {
 fn database() -> Result<(), String> {
     probe::postgres(&config::text("db_host").map_err(|e| e.to_string())?)?;
     let db = Db::open().map_err(|e| ApiError::from(e).public_message())?;
-    db.read::<serde_json::Value>(&PROBE, &[])
-        .map(|_| ())
-        .map_err(|e| ApiError::from(e).public_message())
+    store::probe(&db).map_err(|e| ApiError::from(e).public_message())
 }
 
 /// The key-value store's own server is not known to the component (it is in

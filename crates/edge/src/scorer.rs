@@ -9,8 +9,9 @@
 //! change, the history and the event's mark commit in one transaction,
 //! and the history holds at most one line per event (a unique index). A batch
 //! in which an event fails is run again with a savepoint per event, so one
-//! bad event rolls back only its own work; a database outage rolls back the
-//! whole batch, whose events stay pending for the next wake-up.
+//! bad event rolls back only its own work; a database outage (the database
+//! does not answer) rolls back the whole batch, whose events stay pending for
+//! the next wake-up without using up an attempt.
 //!
 //! A batch costs the claim, one lock of all its users and one statement per
 //! event. An event that moved its user's level commits as `scored` and turns
@@ -164,7 +165,8 @@ fn ring() {
 fn score_batch(db: &Db, policy: &RetryPolicy) -> Result<usize, DbError> {
     let outcomes = match db.transaction(|db| run_batch(db, policy, false)) {
         Ok(outcomes) => outcomes,
-        Err(e) if e.kind == DbErrorKind::Unavailable => return Err(e),
+        // An outage too: a real one fails the careful pass at once, and an
+        // event whose own failure only looks like one is found there.
         Err(_) => db.transaction(|db| run_batch(db, policy, true))?,
     };
     let mut invalidated = Vec::new();
@@ -312,7 +314,13 @@ fn finish(
             users.insert(event.user_id.clone(), after);
             Ok(Outcome::Scored(changed))
         }
-        Err(error) if error.kind == DbErrorKind::Unavailable => Err(error),
+        // An outage ends the batch and uses up no attempt, but only while
+        // the database does not answer: a failure that merely looks like one
+        // (its SQLSTATE says so) counts as this event's, so retries of it
+        // stay bounded.
+        Err(error) if error.kind == DbErrorKind::Unavailable && store::probe(db).is_err() => {
+            Err(error)
+        }
         Err(error) => {
             let attempt = u32::try_from(event.attempts).unwrap_or(0) + 1;
             let retry_in =

@@ -188,6 +188,58 @@ fn a_failing_scorer_retries_then_dead_letters_and_a_redrive_scores_once() {
 }
 
 #[test]
+fn a_failure_that_only_looks_like_an_outage_uses_up_attempts_and_dead_letters() {
+    run(async {
+        let env = isolated().await;
+        let u = user("lookalike");
+        let token = env.token(&u, "user");
+        // Deterministic, but with the SQLSTATE of a lost connection (08006):
+        // retried as an outage forever, it would never end.
+        sqlx::query(&format!(
+            "CREATE FUNCTION lookalike() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.user_id = '{u}' THEN
+                 RAISE EXCEPTION 'connection reset, or so it says' USING ERRCODE = '08006';
+               END IF;
+               RETURN NEW;
+             END $$"
+        ))
+        .execute(&env.db)
+        .await
+        .unwrap();
+        sqlx::query("CREATE TRIGGER lookalike BEFORE INSERT ON friendship_score_history FOR EACH ROW EXECUTE FUNCTION lookalike()")
+            .execute(&env.db)
+            .await
+            .unwrap();
+        let other = user("bystander");
+        let bodies = [
+            conversation(&u, 10, 1, "neutral", 0, json!([])),
+            conversation(&other, 10, 1, "neutral", 0, json!([])),
+        ];
+        let id = post_until_accepted(&env, &token, &bodies[0], Duration::from_secs(10)).await;
+        let service = env.token("e2e-service", "service");
+        let bystander =
+            post_until_accepted(&env, &service, &bodies[1], Duration::from_secs(10)).await;
+
+        let failed = env
+            .wait_for_event(&id, "failed", Duration::from_secs(30))
+            .await;
+        assert_eq!(failed["attempts"], 3);
+        assert!(
+            failed["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("connection reset, or so it says"),
+            "{failed}"
+        );
+        // The database answered all along: other events are scored.
+        env.wait_for_event(&bystander, "processed", Duration::from_secs(15))
+            .await;
+        env.shutdown().await;
+    });
+}
+
+#[test]
 fn a_postgres_restart_mid_stream_loses_nothing_and_counts_nothing_twice() {
     run(async {
         let env = Env::private(HashMap::new()).await;

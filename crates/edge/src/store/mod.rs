@@ -1,15 +1,18 @@
 //! Storage: every read and write of the service's Postgres state, as typed
 //! functions over the statements of `friendship-queries`, one module per
-//! concern as there: [`events`], [`friendship`], [`mappings`], [`rejected`].
+//! concern as there: [`events`], [`friendship`], [`mappings`], [`rejected`],
+//! [`health`].
 //! Nothing outside this module and [`crate::db`] names a SQL statement.
 
 pub mod events;
 pub mod friendship;
+pub mod health;
 pub mod mappings;
 pub mod rejected;
 
 pub use events::*;
 pub use friendship::*;
+pub use health::*;
 pub use mappings::*;
 pub use rejected::*;
 
