@@ -265,7 +265,11 @@ fn score_in_rounds(db: &Db, claimed: Vec<Claimed>) -> Result<Vec<(Claimed, Outco
         let moved = store::apply_changes(db, &changes)?;
         // Which users moved is read back only when some did (rare).
         let now = if moved > 0 {
-            store::locked_now(db, round.iter().map(|&i| decoded[i].0.user_id.as_str()))?
+            let ids: Vec<&str> = round
+                .iter()
+                .map(|&i| decoded[i].0.user_id.as_str())
+                .collect();
+            store::locked_now(db, &ids)?
         } else {
             BTreeMap::new()
         };

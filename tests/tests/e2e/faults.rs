@@ -31,6 +31,28 @@ async fn post_until_accepted(env: &Env, token: &str, body: &Value, within: Durat
     }
 }
 
+/// Injects a fault through the database: the trigger `name` runs `raise`
+/// whenever a score change of `user_id` is recorded, so scoring that user fails.
+async fn fail_scoring_of(env: &Env, name: &str, user_id: &str, raise: &str) {
+    sqlx::query(&format!(
+        "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.user_id = '{user_id}' THEN {raise}; END IF;
+           RETURN NEW;
+         END $$"
+    ))
+    .execute(&env.db)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "CREATE TRIGGER {name} BEFORE INSERT ON friendship_score_history
+         FOR EACH ROW EXECUTE FUNCTION {name}()"
+    ))
+    .execute(&env.db)
+    .await
+    .unwrap();
+}
+
 /// The score a conversation body adds (the formula of
 /// crates/domain/src/scoring.rs; bodies here use the neutral emotion and no
 /// memories).
@@ -132,20 +154,13 @@ fn a_failing_scorer_retries_then_dead_letters_and_a_redrive_scores_once() {
         let u = user("poison");
         let token = env.token(&u, "user");
         // The fault is injected through the database: scoring this user fails.
-        sqlx::query(&format!(
-            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF NEW.user_id = '{u}' THEN RAISE EXCEPTION 'injected scoring failure'; END IF;
-               RETURN NEW;
-             END $$"
-        ))
-        .execute(&env.db)
-        .await
-        .unwrap();
-        sqlx::query("CREATE TRIGGER poison BEFORE INSERT ON friendship_score_history FOR EACH ROW EXECUTE FUNCTION poison()")
-            .execute(&env.db)
-            .await
-            .unwrap();
+        fail_scoring_of(
+            &env,
+            "poison",
+            &u,
+            "RAISE EXCEPTION 'injected scoring failure'",
+        )
+        .await;
 
         let body = conversation(&u, 10, 1, "neutral", 0, json!([]));
         let id = post_until_accepted(&env, &token, &body, Duration::from_secs(10)).await;
@@ -195,22 +210,13 @@ fn a_failure_that_only_looks_like_an_outage_uses_up_attempts_and_dead_letters() 
         let token = env.token(&u, "user");
         // Deterministic, but with the SQLSTATE of a lost connection (08006):
         // retried as an outage forever, it would never end.
-        sqlx::query(&format!(
-            "CREATE FUNCTION lookalike() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF NEW.user_id = '{u}' THEN
-                 RAISE EXCEPTION 'connection reset, or so it says' USING ERRCODE = '08006';
-               END IF;
-               RETURN NEW;
-             END $$"
-        ))
-        .execute(&env.db)
-        .await
-        .unwrap();
-        sqlx::query("CREATE TRIGGER lookalike BEFORE INSERT ON friendship_score_history FOR EACH ROW EXECUTE FUNCTION lookalike()")
-            .execute(&env.db)
-            .await
-            .unwrap();
+        fail_scoring_of(
+            &env,
+            "lookalike",
+            &u,
+            "RAISE EXCEPTION 'connection reset, or so it says' USING ERRCODE = '08006'",
+        )
+        .await;
         let other = user("bystander");
         let bodies = [
             conversation(&u, 10, 1, "neutral", 0, json!([])),

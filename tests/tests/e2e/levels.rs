@@ -112,24 +112,30 @@ fn a_service_update_merges_topic_metrics_without_moving_the_streak() {
     });
 }
 
+/// Puts `u` at 95 points, a stranger just below acquaintance, with candidates
+/// cached for that level; the user's token.
+async fn cached_stranger_near_the_boundary(env: &crate::support::Env, u: &str) -> String {
+    let token = env.token(u, "user");
+    let service = env.token("ai-scorer", "service");
+    env.update(
+        &service,
+        &json!({ "user_id": u, "friendship_score_change": 95 }),
+    )
+    .await
+    .expect(200);
+    env.suggest(&token, u, None).await.expect(200);
+    let cached = env.suggest(&token, u, None).await;
+    assert_eq!(cached.json["cached"], true);
+    assert_eq!(cached.json["friendship_level"], "stranger");
+    token
+}
+
 #[test]
 fn a_conversation_that_crosses_a_level_records_it_and_invalidates_the_cache() {
     run(async {
         let env = shared().await;
         let u = user("cross");
-        let token = env.token(&u, "user");
-        let service = env.token("ai-scorer", "service");
-        env.update(
-            &service,
-            &json!({ "user_id": u, "friendship_score_change": 95 }),
-        )
-        .await
-        .expect(200);
-
-        env.suggest(&token, &u, None).await.expect(200);
-        let cached = env.suggest(&token, &u, None).await;
-        assert_eq!(cached.json["cached"], true);
-        assert_eq!(cached.json["friendship_level"], "stranger");
+        let token = cached_stranger_near_the_boundary(env, &u).await;
 
         let body = conversation(&u, 20, 0, "neutral", 0, json!([]));
         let id = env.end_conversation(&token, &body).await.json["processing_id"]
@@ -164,18 +170,7 @@ fn an_event_left_scored_by_a_stopped_scorer_is_finished_with_the_cache_dropped()
     run(async {
         let env = shared().await;
         let u = user("unfinished");
-        let token = env.token(&u, "user");
-        let service = env.token("ai-scorer", "service");
-        env.update(
-            &service,
-            &json!({ "user_id": u, "friendship_score_change": 95 }),
-        )
-        .await
-        .expect(200);
-        env.suggest(&token, &u, None).await.expect(200);
-        let cached = env.suggest(&token, &u, None).await;
-        assert_eq!(cached.json["cached"], true);
-        assert_eq!(cached.json["friendship_level"], "stranger");
+        let token = cached_stranger_near_the_boundary(env, &u).await;
 
         // What a scorer leaves when it stops between its commit and the cache
         // invalidation: the effect (an acquaintance now) and a `scored` event.

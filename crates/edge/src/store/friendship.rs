@@ -77,7 +77,7 @@ pub fn lock_users<'a>(
     let json = serde_json::to_string(&ids)
         .map_err(|e| DbError::decoding(format!("serialising user ids: {e}")))?;
     db.write(&friendship::ENSURE_USERS, &[P::Str(json)])?;
-    let locked = read_locked(db, &ids)?;
+    let locked = locked_now(db, &ids)?;
     if let Some(missing) = ids.iter().find(|id| !locked.contains_key(**id)) {
         return Err(DbError::decoding(format!(
             "user {missing} vanished after its creation"
@@ -86,7 +86,9 @@ pub fn lock_users<'a>(
     Ok(locked)
 }
 
-fn read_locked(db: &Db, ids: &[&str]) -> Result<BTreeMap<String, Locked>, DbError> {
+/// The rows of users already locked by [`lock_users`] in this transaction,
+/// as they are now (one round trip, no wait); unknown users are absent.
+pub fn locked_now(db: &Db, ids: &[&str]) -> Result<BTreeMap<String, Locked>, DbError> {
     let json = serde_json::to_string(ids)
         .map_err(|e| DbError::decoding(format!("serialising user ids: {e}")))?;
     #[derive(Deserialize)]
@@ -209,16 +211,6 @@ pub fn apply_changes(db: &Db, changes: &[Change<'_>]) -> Result<u64, DbError> {
 /// [`apply_changes`] of one change; true when it moved the user's level.
 pub fn apply_change(db: &Db, change: &Change<'_>) -> Result<bool, DbError> {
     Ok(apply_changes(db, std::slice::from_ref(change))? > 0)
-}
-
-/// The locked rows of users already locked by [`lock_users`] in this
-/// transaction, as they are now (one round trip, no wait).
-pub fn locked_now<'a>(
-    db: &Db,
-    user_ids: impl IntoIterator<Item = &'a str>,
-) -> Result<BTreeMap<String, Locked>, DbError> {
-    let ids: Vec<&str> = user_ids.into_iter().collect();
-    read_locked(db, &ids)
 }
 
 /// The status after a change of a locked user, with the level before it.
