@@ -1,11 +1,11 @@
 //! Parsing and answering of the suggest route.
 
-use friendship_domain::{Agent, Pick, SuggestContext, TalkPick, UserId};
+use friendship_domain::{Agent, AgentType, Level, Pick, SuggestContext, TalkPick, UserId};
 use friendship_edge::http::rfc3339;
 use friendship_edge::suggestions;
 use friendship_edge::{ApiError, Ctx, Reply};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,29 +15,68 @@ struct SuggestRequest {
     context: Option<SuggestContext>,
 }
 
-/// An agent as every slot of the answer shows it.
-fn agent_view(agent: &Agent, reason: &str) -> Value {
-    json!({
-        "agent_id": agent.agent_id,
-        "agent_name": agent.name,
-        "agent_description": agent.description,
-        "agent_type": agent.agent_type,
-        "weight": agent.weight.get(),
-        "reason": reason,
-    })
+/// An agent as every slot of the answer shows it (fields in the order of
+/// the rest of the service's JSON, alphabetical).
+#[derive(Serialize)]
+struct AgentView<'a> {
+    agent_description: &'a str,
+    agent_id: &'a str,
+    agent_name: &'a str,
+    agent_type: AgentType,
+    reason: &'a str,
+    weight: f64,
 }
 
-fn pick_view(pick: &Pick) -> Value {
-    agent_view(&pick.agent, &pick.reason)
+impl<'a> AgentView<'a> {
+    fn of(agent: &'a Agent, reason: &'a str) -> Self {
+        AgentView {
+            agent_description: &agent.description,
+            agent_id: &agent.agent_id,
+            agent_name: &agent.name,
+            agent_type: agent.agent_type,
+            reason,
+            weight: agent.weight.get(),
+        }
+    }
+
+    fn pick(pick: &'a Pick) -> Self {
+        AgentView::of(&pick.agent, &pick.reason)
+    }
 }
 
 /// A talk agent: an agent plus the topic it covers and the user's engagement with it.
-fn talk_view(pick: &TalkPick) -> Value {
-    let mut view = agent_view(&pick.agent, &pick.reason);
-    view["topic"] = json!(pick.agent.topic);
-    view["topic_score"] = json!(pick.topic_score);
-    view["total_turns"] = json!(pick.total_turns);
-    view
+#[derive(Serialize)]
+struct TalkView<'a> {
+    #[serde(flatten)]
+    agent: AgentView<'a>,
+    topic: Option<&'a str>,
+    topic_score: f64,
+    total_turns: u64,
+}
+
+impl<'a> TalkView<'a> {
+    fn of(pick: &'a TalkPick) -> Self {
+        TalkView {
+            agent: AgentView::of(&pick.agent, &pick.reason),
+            topic: pick.agent.topic.as_deref(),
+            topic_score: pick.topic_score,
+            total_turns: pick.total_turns,
+        }
+    }
+}
+
+/// The answer, serialised straight from the suggestion (no JSON tree built
+/// on the way: this is the service's hottest route).
+#[derive(Serialize)]
+struct SuggestReply<'a> {
+    cached: bool,
+    friendship_level: Level,
+    game_agents: Vec<AgentView<'a>>,
+    generated_at: String,
+    greeting_agent: Option<AgentView<'a>>,
+    talk_agents: Vec<TalkView<'a>>,
+    user_id: &'a str,
+    warnings: &'a [String],
 }
 
 /// `POST /api/v1/activities/suggest`.
@@ -52,14 +91,14 @@ pub fn suggest_activities(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     ctx.log_fields
         .insert("cached".into(), json!(suggested.cached));
     let s = &suggested.suggestion;
-    Reply::ok(&json!({
-        "user_id": request.user_id.as_str(),
-        "friendship_level": suggested.record.level,
-        "greeting_agent": s.greeting.as_ref().map(pick_view),
-        "talk_agents": s.talk.iter().map(talk_view).collect::<Vec<_>>(),
-        "game_agents": s.games.iter().map(pick_view).collect::<Vec<_>>(),
-        "warnings": s.warnings,
-        "cached": suggested.cached,
-        "generated_at": rfc3339(ctx.now),
-    }))
+    Reply::ok(&SuggestReply {
+        cached: suggested.cached,
+        friendship_level: suggested.record.level,
+        game_agents: s.games.iter().map(AgentView::pick).collect(),
+        generated_at: rfc3339(ctx.now),
+        greeting_agent: s.greeting.as_ref().map(AgentView::pick),
+        talk_agents: s.talk.iter().map(TalkView::of).collect(),
+        user_id: request.user_id.as_str(),
+        warnings: &s.warnings,
+    })
 }

@@ -1,5 +1,5 @@
 //! Health and the API description: `GET /health` (public; checks every
-//! dependency), `GET /health/live` (public; the process answers), `GET
+//! dependency), `GET /health/live` (public; the process answers; not logged when it does), `GET
 //! /openapi.json`, and the error-schema 404 for every path no other component
 //! serves. Handlers live in [`handlers`]; the bounded TCP probes that keep
 //! `/health` within its time budget in [`probe`].
@@ -13,7 +13,7 @@ use spin_sdk::http_component;
 
 const ROUTES: &[Route] = &[
     Route::new(Method::Get, "/health", "health", handlers::health),
-    Route::new(Method::Get, "/health/live", "liveness", handlers::liveness),
+    Route::new(Method::Get, "/health/live", "liveness", handlers::liveness).unlogged(),
     Route::new(Method::Get, "/openapi.json", "openapi", handlers::openapi),
 ];
 

@@ -27,6 +27,10 @@ pub struct Route {
     pub pattern: &'static str,
     pub name: &'static str,
     pub handler: Handler,
+    /// Its successful answers get a log line. Off for the liveness probe,
+    /// which an orchestrator calls every few seconds: its lines would drown
+    /// the log and cost every probe a write (failures are still logged).
+    pub logged: bool,
 }
 
 impl Route {
@@ -41,7 +45,14 @@ impl Route {
             pattern,
             name,
             handler,
+            logged: true,
         }
+    }
+
+    /// The same route, whose successful answers are not logged.
+    pub const fn unlogged(mut self) -> Self {
+        self.logged = false;
+        self
     }
 }
 
@@ -373,11 +384,13 @@ pub fn serve(request: Request, routes: &[Route]) -> Response {
     let chosen = matching.iter().find(|(r, _)| r.method == method);
 
     let mut route_name = "unmatched";
+    let mut logged = true;
     let mut user_id = None;
     let mut log_fields = serde_json::Map::new();
     let result = match chosen {
         Some((route, params)) => {
             route_name = route.name;
+            logged = route.logged;
             let mut ctx = Ctx {
                 request_id: request_id.clone(),
                 request: &request,
@@ -436,6 +449,9 @@ pub fn serve(request: Request, routes: &[Route]) -> Response {
         }
     };
 
+    if !logged && status < 400 {
+        return response;
+    }
     log::request(
         &request_id,
         &method.to_string(),
