@@ -2,8 +2,8 @@
 # Makes a Postgres and a Redis available and exports DATABASE_URL and REDIS_URL.
 #
 #   . scripts/services.sh
-#   ensure_services            # exports DATABASE_URL and REDIS_URL
-#   trap stop_services EXIT    # stops only the servers ensure_services started
+#   trap stop_services EXIT    # first: stops only the servers ensure_services started,
+#   ensure_services            # even when it fails half-way; exports DATABASE_URL, REDIS_URL
 #
 # For each service, in order: the URL already in the environment when it answers; the
 # shared server on its default port (127.0.0.1:5432 / 127.0.0.1:6379); otherwise a
@@ -282,6 +282,6 @@ stop_services() {
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
-    echo "source this file: . scripts/services.sh; ensure_services; trap stop_services EXIT" >&2
+    echo "source this file: . scripts/services.sh; trap stop_services EXIT; ensure_services" >&2
     exit 2
 fi

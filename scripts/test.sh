@@ -35,7 +35,11 @@ status=0
 SPIN_COMPAT=4.0 cargo test --locked --no-fail-fast "$@" 2>&1 | tee -a "$log" || status=$?
 echo "test.sh: the end-to-end suite again, the test host imitating Spin 3.6" >&2
 SPIN_COMPAT=3.6 cargo test --locked -p e2e --test e2e "$@" 2>&1 | tee -a "$log" || status=$?
+echo "test.sh: the README's run command on private servers (scripts/check-run.sh)" >&2
+run_check=ok
+bash scripts/check-run.sh || { status=$?; run_check=FAILED; }
 # One closing line for the whole run, over every test binary's summary.
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "workspace: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
+echo "run command (scripts/check-run.sh): $run_check"
 exit "$status"
