@@ -3,7 +3,8 @@
 use friendship_domain::Doorbell;
 use friendship_edge::auth::Role;
 use friendship_edge::db::Db;
-use friendship_edge::{config, doorbell, log, store, ApiError, Ctx, Reply};
+use friendship_edge::redis::{self, counters, doorbell};
+use friendship_edge::{config, log, store, ApiError, Ctx, Reply};
 use serde_json::json;
 
 /// `POST /api/v1/admin/events/redrive`: requeues failed events and pending
@@ -46,9 +47,9 @@ pub fn list_rejected_messages(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 /// `GET /api/v1/admin/cache/stats`.
 pub fn cache_stats(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     ctx.authenticate_as(&[Role::Admin])?;
-    let redis = doorbell::open()?;
-    let hits = doorbell::read_counter(&redis, doorbell::HITS_KEY)?;
-    let misses = doorbell::read_counter(&redis, doorbell::MISSES_KEY)?;
+    let redis = redis::open()?;
+    let hits = counters::read(&redis, counters::HITS_KEY)?;
+    let misses = counters::read(&redis, counters::MISSES_KEY)?;
     let total = hits + misses;
     let hit_rate = if total == 0 {
         0.0

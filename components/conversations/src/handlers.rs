@@ -2,7 +2,8 @@
 
 use friendship_domain::{ConversationEnd, Doorbell};
 use friendship_edge::db::Db;
-use friendship_edge::{doorbell, log, store, ApiError, Ctx, Reply};
+use friendship_edge::redis::doorbell;
+use friendship_edge::{log, store, ApiError, Ctx, Reply};
 use serde_json::json;
 
 /// `POST /api/v1/conversations/end`: records the event (idempotent on

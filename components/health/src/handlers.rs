@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use friendship_edge::db::Db;
 use friendship_edge::http::rfc3339;
-use friendship_edge::{config, doorbell, store, ApiError, Ctx, Reply};
+use friendship_edge::{config, redis, store, ApiError, Ctx, Reply};
 
 use crate::probe;
 use serde_json::{json, Value};
@@ -55,7 +55,7 @@ fn cache() -> Result<(), String> {
 /// (some managed services) is not held against it.
 fn queue() -> Result<(), String> {
     probe::redis(&config::text("redis_host").map_err(|e| e.to_string())?)?;
-    let redis = doorbell::open().map_err(|e| e.public_message())?;
+    let redis = redis::open().map_err(|e| e.public_message())?;
     match redis.execute("PING", &[]) {
         Ok(results)
             if results

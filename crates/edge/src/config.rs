@@ -1,39 +1,43 @@
 //! Configuration: Spin variables declared in `spin.toml`, read once per request
 //! path. A missing or malformed variable names itself in the error.
 
-use crate::error::ApiError;
+/// A variable that is missing or malformed: a deployment mistake, named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration variable `{name}` is not available: {detail}")]
+    Missing { name: &'static str, detail: String },
+    #[error("configuration variable `{name}` is not a valid number: {raw:?}")]
+    NotANumber { name: &'static str, raw: String },
+}
 
 /// Reads a component variable, as text.
-pub fn text(name: &'static str) -> Result<String, ApiError> {
-    spin_sdk::variables::get(name).map_err(|e| {
-        ApiError::Internal(format!(
-            "configuration variable `{name}` is not available: {e}"
-        ))
+pub fn text(name: &'static str) -> Result<String, ConfigError> {
+    spin_sdk::variables::get(name).map_err(|e| ConfigError::Missing {
+        name,
+        detail: e.to_string(),
     })
 }
 
 /// Reads a component variable that holds a number.
-pub fn number<T: std::str::FromStr>(name: &'static str) -> Result<T, ApiError> {
+pub fn number<T: std::str::FromStr>(name: &'static str) -> Result<T, ConfigError> {
     let raw = text(name)?;
-    raw.trim().parse().map_err(|_| {
-        ApiError::Internal(format!(
-            "configuration variable `{name}` is not a valid number: {raw:?}"
-        ))
-    })
+    raw.trim()
+        .parse()
+        .map_err(|_| ConfigError::NotANumber { name, raw })
 }
 
 /// The Postgres connection string (`db_url`).
-pub fn db_url() -> Result<String, ApiError> {
+pub fn db_url() -> Result<String, ConfigError> {
     text("db_url")
 }
 
 /// The Redis address for notifications and counters (`redis_url`).
-pub fn redis_url() -> Result<String, ApiError> {
+pub fn redis_url() -> Result<String, ConfigError> {
     text("redis_url")
 }
 
 /// The channel the scorer listens on (`events_channel`).
-pub fn events_channel() -> Result<String, ApiError> {
+pub fn events_channel() -> Result<String, ConfigError> {
     text("events_channel")
 }
 
@@ -47,7 +51,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn load() -> Result<Self, ApiError> {
+    pub fn load() -> Result<Self, ConfigError> {
         Ok(RetryPolicy {
             max_attempts: number("max_attempts")?,
             base_ms: number("retry_base_ms")?,

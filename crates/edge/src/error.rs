@@ -154,6 +154,12 @@ impl ApiError {
 }
 
 /// A database failure, by its kind: the one mapping of Postgres failures to HTTP.
+impl From<crate::config::ConfigError> for ApiError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         use crate::db::DbErrorKind as K;

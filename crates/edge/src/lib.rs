@@ -9,7 +9,7 @@
 //! - [`config`]: Spin variables;
 //! - [`db`] and [`store`]: Postgres through `spin:postgres@4.0.0`;
 //! - [`cache`]: candidates in Spin key-value;
-//! - [`doorbell`]: outbound Redis (scorer notifications, cache counters);
+//! - [`redis`]: outbound Redis (the scorer's doorbell, the cache counters);
 //! - [`inbound`]: events published on Redis (channel and stream) by back-end producers;
 //! - [`suggestions`] and [`scorer`]: the two use cases with more than one step;
 //! - [`log`]: structured JSON log lines.
@@ -18,11 +18,11 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;
-pub mod doorbell;
 pub mod error;
 pub mod http;
 pub mod inbound;
 pub mod log;
+pub mod redis;
 pub mod scorer;
 pub mod store;
 pub mod suggestions;

@@ -45,7 +45,7 @@ pub const MAX_WAKE_DURATION: Duration = Duration::from_secs(20);
 #[derive(Debug, thiserror::Error)]
 pub enum WakeError {
     #[error("configuration: {0}")]
-    Config(String),
+    Config(#[from] config::ConfigError),
     #[error("database: {0}")]
     Db(#[from] DbError),
 }
@@ -70,18 +70,17 @@ pub const MAX_STREAM_ENTRIES_PER_WAKE: usize = 2_000;
 
 /// Handles one message of the events channel.
 pub fn handle_message(payload: &[u8]) -> Result<(), WakeError> {
-    let config = |e: crate::ApiError| WakeError::Config(e.to_string());
-    let policy = RetryPolicy::load().map_err(config)?;
+    let policy = RetryPolicy::load()?;
     let stream = inbound::Stream {
-        key: config::text("events_stream").map_err(config)?,
-        group: config::text("stream_group").map_err(config)?,
-        claim_idle_ms: config::number("stream_claim_idle_ms").map_err(config)?,
+        key: config::text("events_stream")?,
+        group: config::text("stream_group")?,
+        claim_idle_ms: config::number("stream_claim_idle_ms")?,
     };
     let db = Db::open()?;
-    let redis = crate::doorbell::open();
+    let redis = crate::redis::open();
     // Before anything is claimed: events recorded from now on ring again.
     let cleared = match &redis {
-        Ok(redis) => crate::doorbell::clear_rung(redis).map_err(|e| e.to_string()),
+        Ok(redis) => crate::redis::doorbell::clear_rung(redis).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     if let Err(error) = cleared {
@@ -147,7 +146,7 @@ fn drain_stream(db: &Db, redis: &spin_sdk::redis::Connection, stream: &inbound::
 
 /// Rings the doorbell so that the next wake-up carries on where this one stopped.
 fn ring() {
-    if let Err(e) = crate::doorbell::ring(&Doorbell::Tick) {
+    if let Err(e) = crate::redis::doorbell::ring(&Doorbell::Tick) {
         log::event(
             "doorbell_failed",
             serde_json::json!({ "error": e.to_string() }),

@@ -9,9 +9,9 @@ use friendship_domain::{CandidateRecord, Level, SuggestContext, Suggestion, User
 use crate::cache::Cache;
 use crate::config;
 use crate::db::Db;
-use crate::doorbell;
 use crate::error::ApiError;
 use crate::log;
+use crate::redis::counters;
 use crate::store;
 
 /// A suggestion and where its candidates came from.
@@ -66,18 +66,18 @@ fn load_candidates(
 ) -> Result<CandidateRecord, ApiError> {
     let ttl = Duration::seconds(config::number("cache_ttl_seconds")?);
     let db = Db::open()?;
-    let status = store::status(&db, user_id.as_str())?;
-    let level = status
+    let inputs = store::suggestion_inputs(&db, user_id.as_str())?;
+    let level = inputs
+        .status
         .as_ref()
-        .map(|s| s.friendship_level)
-        .unwrap_or(Level::Stranger);
-    let (version, agents) = store::active_agents(&db, level)?;
-    let record = match status {
+        .map_or(Level::Stranger, |s| s.friendship_level);
+    let version = inputs.catalogue_version;
+    let record = match inputs.status {
         Some(status) => CandidateRecord::build(
             user_id.as_str().to_owned(),
             level,
             version,
-            agents,
+            inputs.agents,
             status.topic_metrics,
             status.last_interaction,
             status.last_emotion,
@@ -88,7 +88,7 @@ fn load_candidates(
             user_id.as_str().to_owned(),
             level,
             version,
-            agents,
+            inputs.agents,
             Default::default(),
             None,
             None,
@@ -137,11 +137,11 @@ fn count(hit: bool) {
         return;
     }
     let key = if hit {
-        doorbell::HITS_KEY
+        counters::HITS_KEY
     } else {
-        doorbell::MISSES_KEY
+        counters::MISSES_KEY
     };
-    if let Err(e) = doorbell::count(key, every) {
+    if let Err(e) = counters::count(key, every) {
         log::event(
             "counter_error",
             serde_json::json!({ "key": key, "error": e.to_string() }),

@@ -46,6 +46,33 @@ pub const GET_STATUS: Read = crate::read!(
     "\nFROM friendship_status AS fs\nWHERE fs.user_id = $1::text"
 );
 
+/// What a suggestion is computed from, in one snapshot and one round trip:
+/// the catalogue version, the user's status (NULL for a user never seen)
+/// and the active agents of the user's level (a stranger's when unknown).
+///
+/// `$1` user_id text. One row: `version` int8, `status` text? (a JSON
+/// object of the status columns), `agents` text (a JSON array, by id, of
+/// objects with `id`, `agent_id`, `agent_name`, `agent_description`,
+/// `agent_type`, `weight`, `greeting_trigger`, `topic`; empty when the level
+/// has no active agent). JSON travels as text, as every read's does.
+pub const SUGGESTION_INPUTS: Read = crate::read!(
+    "SELECT v.version,
+       (SELECT row_to_json(s) FROM (SELECT ",
+    status_columns!("fs"),
+    "
+            FROM friendship_status AS fs WHERE fs.user_id = $1::text) AS s)::text AS status,
+       (SELECT coalesce(json_agg(a ORDER BY a.id), '[]'::json)
+        FROM (SELECT m.id, m.agent_id, m.agent_name, m.agent_description, m.agent_type,
+                     m.weight, m.greeting_trigger, m.topic
+              FROM friendship_agent_mapping AS m
+              WHERE m.is_active
+                AND m.friendship_level = coalesce(
+                      (SELECT fs.friendship_level FROM friendship_status AS fs
+                       WHERE fs.user_id = $1::text),
+                      'stranger')) AS a)::text AS agents
+FROM catalogue_version AS v"
+);
+
 /// Reads one user's current level. `$1` user_id text. Rows: `friendship_level`.
 pub const GET_LEVEL: Read =
     crate::read!("SELECT friendship_level FROM friendship_status WHERE user_id = $1::text");

@@ -94,19 +94,3 @@ WHERE id = $1::int8"
 
 /// The current catalogue version. One row: `version` int8.
 pub const CATALOGUE_VERSION: Read = crate::read!("SELECT version FROM catalogue_version");
-
-/// The active agents of one level with the catalogue version, in one snapshot.
-///
-/// `$1` level text. Rows: `version` int8 and, per agent, `id` int8?,
-/// `agent_id`, `agent_name`, `agent_description`, `agent_type`, `weight`
-/// float8, `greeting_trigger` text?, `topic` text?; a level with no active
-/// agent gives one row whose agent columns are NULL, so the version is
-/// always there.
-pub const ACTIVE_AGENTS_OF_LEVEL: Read = crate::read!(
-    "SELECT v.version, m.id, m.agent_id, m.agent_name, m.agent_description, m.agent_type,
-       m.weight, m.greeting_trigger, m.topic
-FROM catalogue_version AS v
-LEFT JOIN friendship_agent_mapping AS m
-       ON m.friendship_level = $1::text AND m.is_active
-ORDER BY m.id"
-);

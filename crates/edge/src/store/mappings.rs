@@ -1,14 +1,14 @@
-//! The agent catalogue: operators' CRUD, and the active agents of a level
-//! for suggestions.
+//! The agent catalogue: operators' CRUD, and what a suggestion is computed
+//! from (the active agents of the user's level, with the user's status).
 
 use chrono::{DateTime, Utc};
 use friendship_domain::{Agent, AgentType, GreetingTrigger, Level, Weight};
-use friendship_queries::mappings;
+use friendship_queries::{friendship, mappings};
 use serde::{Deserialize, Serialize};
 use spin_sdk::pg4::ParameterValue as P;
 
 use crate::db::{self, Db, DbError, DbErrorKind};
-use crate::store::parsed;
+use crate::store::{parsed, Status};
 
 /// A mapping as operators see it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,62 +162,70 @@ pub fn catalogue_version(db: &Db) -> Result<i64, DbError> {
         .version)
 }
 
-/// The active agents of a level and the catalogue version they belong to.
-pub fn active_agents(db: &Db, level: Level) -> Result<(i64, Vec<Agent>), DbError> {
+/// What a suggestion is computed from, read in one snapshot.
+#[derive(Debug)]
+pub struct SuggestionInputs {
+    /// The catalogue version the agents belong to.
+    pub catalogue_version: i64,
+    /// The user's status; None for a user never seen (a stranger).
+    pub status: Option<Status>,
+    /// The active agents of the user's level.
+    pub agents: Vec<Agent>,
+}
+
+/// The catalogue version, a user's status and the active agents of their
+/// level (a stranger's when unknown): one round trip where three reads
+/// would cost three, since Spin prepares every statement anew.
+pub fn suggestion_inputs(db: &Db, user_id: &str) -> Result<SuggestionInputs, DbError> {
     #[derive(Deserialize)]
     struct Row {
         version: i64,
-        id: Option<i64>,
-        agent_id: Option<String>,
-        agent_name: Option<String>,
-        agent_description: Option<String>,
-        #[serde(deserialize_with = "parsed::option::deserialize")]
-        agent_type: Option<AgentType>,
-        weight: Option<f64>,
+        status: Option<String>,
+        agents: String,
+    }
+    #[derive(Deserialize)]
+    struct AgentRow {
+        id: i64,
+        agent_id: String,
+        agent_name: String,
+        agent_description: String,
+        #[serde(deserialize_with = "parsed::deserialize")]
+        agent_type: AgentType,
+        weight: f64,
         #[serde(deserialize_with = "parsed::option::deserialize")]
         greeting_trigger: Option<GreetingTrigger>,
         topic: Option<String>,
     }
-    let rows: Vec<Row> = db.read(
-        &mappings::ACTIVE_AGENTS_OF_LEVEL,
-        &[P::Str(level.as_str().to_owned())],
+    let row: Row = db.read_single(
+        &friendship::SUGGESTION_INPUTS,
+        &[P::Str(user_id.to_owned())],
     )?;
-    let version = rows
-        .first()
-        .map(|row| row.version)
-        .ok_or_else(|| DbError::decoding("catalogue_version has no row".into()))?;
-    let mut agents = Vec::with_capacity(rows.len());
-    for row in rows {
-        // The one row of a level without active agents has no agent.
-        let (
-            Some(mapping_id),
-            Some(agent_id),
-            Some(name),
-            Some(description),
-            Some(agent_type),
-            Some(weight),
-        ) = (
-            row.id,
-            row.agent_id,
-            row.agent_name,
-            row.agent_description,
-            row.agent_type,
-            row.weight,
-        )
-        else {
-            continue;
-        };
-        agents.push(Agent {
-            mapping_id,
-            agent_id,
-            name,
-            description,
-            agent_type,
-            weight: Weight::new(weight)
-                .map_err(|e| DbError::decoding(format!("stored weight: {e}")))?,
-            trigger: row.greeting_trigger,
-            topic: row.topic,
-        });
-    }
-    Ok((version, agents))
+    let status = row
+        .status
+        .map(|json| serde_json::from_str::<Status>(&json))
+        .transpose()
+        .map_err(|e| DbError::decoding(format!("the status of the suggestion inputs: {e}")))?;
+    let rows: Vec<AgentRow> = serde_json::from_str(&row.agents)
+        .map_err(|e| DbError::decoding(format!("the agents of the suggestion inputs: {e}")))?;
+    let agents = rows
+        .into_iter()
+        .map(|row| {
+            Ok(Agent {
+                mapping_id: row.id,
+                agent_id: row.agent_id,
+                name: row.agent_name,
+                description: row.agent_description,
+                agent_type: row.agent_type,
+                weight: Weight::new(row.weight)
+                    .map_err(|e| DbError::decoding(format!("stored weight: {e}")))?,
+                trigger: row.greeting_trigger,
+                topic: row.topic,
+            })
+        })
+        .collect::<Result<_, DbError>>()?;
+    Ok(SuggestionInputs {
+        catalogue_version: row.version,
+        status,
+        agents,
+    })
 }

@@ -3,8 +3,9 @@
 //! the catalogue version every change bumps, and the active agents of a level.
 
 use chrono::NaiveDateTime;
-use friendship_queries::mappings;
+use friendship_queries::{friendship, mappings};
 use serde::Deserialize;
+use serde_json::json;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{PgExecutor, PgPool, Postgres};
@@ -232,26 +233,60 @@ async fn list(
     rows.into_iter().map(|m| m.agent_id).collect()
 }
 
-/// A row of [`mappings::ACTIVE_AGENTS_OF_LEVEL`]: `version`, then the agent columns.
+/// An active agent of [`friendship::SUGGESTION_INPUTS`]'s `agents`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActiveAgent {
-    version: i64,
-    id: Option<i64>,
-    agent_id: Option<String>,
-    agent_name: Option<String>,
-    agent_description: Option<String>,
-    agent_type: Option<String>,
-    weight: Option<f64>,
+    id: i64,
+    agent_id: String,
+    agent_name: String,
+    agent_description: String,
+    agent_type: String,
+    weight: f64,
     greeting_trigger: Option<String>,
     topic: Option<String>,
 }
 
-async fn active_agents(pool: &PgPool, level: &str) -> Vec<ActiveAgent> {
-    read(&mappings::ACTIVE_AGENTS_OF_LEVEL)
-        .bind(level)
+/// The one row of [`friendship::SUGGESTION_INPUTS`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuggestionInputs {
+    version: i64,
+    status: Option<serde_json::Value>,
+    agents: Vec<ActiveAgent>,
+}
+
+/// The row as the statement answers it: JSON as text.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuggestionInputsRow {
+    version: i64,
+    status: Option<String>,
+    agents: String,
+}
+
+async fn suggestion_inputs(pool: &PgPool, user_id: &str) -> SuggestionInputs {
+    let mut rows: Vec<SuggestionInputsRow> = read(&friendship::SUGGESTION_INPUTS)
+        .bind(user_id)
         .rows(pool)
+        .await;
+    assert_eq!(rows.len(), 1, "one row, whatever matches");
+    let row = rows.remove(0);
+    SuggestionInputs {
+        version: row.version,
+        status: row.status.map(|s| serde_json::from_str(&s).unwrap()),
+        agents: serde_json::from_str(&row.agents).unwrap(),
+    }
+}
+
+/// A user at `score`, hence at the level the score makes.
+async fn user_with_score(pool: &PgPool, user_id: &str, score: f64) {
+    sqlx::query("INSERT INTO friendship_status (user_id, friendship_score) VALUES ($1, $2)")
+        .bind(user_id)
+        .bind(score)
+        .execute(pool)
         .await
+        .unwrap();
 }
 
 #[test]
@@ -378,7 +413,7 @@ fn every_change_to_the_catalogue_bumps_the_version() {
         );
         get(&db.pool, created.id).await.unwrap();
         count(&db.pool, (None, None, None)).await;
-        active_agents(&db.pool, "friend").await;
+        suggestion_inputs(&db.pool, "someone").await;
         assert_eq!(version(&db.pool).await, before, "reads bump nothing");
     });
 }
@@ -449,7 +484,7 @@ fn count_and_list_apply_each_filter_and_treat_null_as_no_filter() {
 }
 
 #[test]
-fn active_agents_of_a_level_come_with_the_catalogue_version() {
+fn suggestion_inputs_are_the_active_agents_of_the_users_level_with_the_status_and_version() {
     with_migrated_db(|db| async move {
         let mut greeting = Fields::new("friend", "greeting", "f-birthday");
         greeting.trigger = Some("birthday");
@@ -457,70 +492,76 @@ fn active_agents_of_a_level_come_with_the_catalogue_version() {
         let talk = insert(&db.pool, &Fields::new("friend", "talk", "f-dj")).await;
         let retired = insert(&db.pool, &Fields::new("friend", "game", "f-chess")).await;
         deactivate(&db.pool, retired.id).await.unwrap();
-        insert(&db.pool, &Fields::new("stranger", "game", "s-quiz")).await;
+        let quiz = insert(&db.pool, &Fields::new("stranger", "game", "s-quiz")).await;
         let version = version(&db.pool).await;
+        // 500 is the lowest friend score, 499.99 still an acquaintance's.
+        user_with_score(&db.pool, "u-friend", 500.0).await;
+        user_with_score(&db.pool, "u-acquaintance", 499.99).await;
 
-        let rows = active_agents(&db.pool, "friend").await;
-        assert!(rows.iter().all(|r| r.version == version));
-        let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
+        let friend = suggestion_inputs(&db.pool, "u-friend").await;
+        assert_eq!(friend.version, version);
+        let status = friend.status.expect("a known user's status");
+        assert_eq!(
+            (&status["user_id"], &status["friendship_level"]),
+            (&json!("u-friend"), &json!("friend"))
+        );
+        assert_eq!(status["friendship_score"].as_f64(), Some(500.0));
+        let ids: Vec<_> = friend.agents.iter().map(|a| a.id).collect();
         assert_eq!(
             ids,
-            [Some(greeting.id), Some(talk.id)],
+            [greeting.id, talk.id],
             "active ones of that level, by id"
         );
-        let first = &rows[0];
+        let first = &friend.agents[0];
         assert_eq!(
             (
-                first.agent_id.as_deref(),
-                first.agent_name.as_deref(),
-                first.agent_description.as_deref(),
-                first.agent_type.as_deref(),
+                first.agent_id.as_str(),
+                first.agent_name.as_str(),
+                first.agent_description.as_str(),
+                first.agent_type.as_str(),
                 first.weight,
                 first.greeting_trigger.as_deref(),
                 first.topic.as_deref(),
             ),
             (
-                Some("f-birthday"),
-                Some("f-birthday name"),
-                Some("f-birthday description"),
-                Some("greeting"),
-                Some(1.5),
+                "f-birthday",
+                "f-birthday name",
+                "f-birthday description",
+                "greeting",
+                1.5,
                 Some("birthday"),
                 None,
             )
         );
-        assert_eq!(rows[1].topic.as_deref(), Some("music"));
+        assert_eq!(friend.agents[1].topic.as_deref(), Some("music"));
+
+        let unknown = suggestion_inputs(&db.pool, "u-never-seen").await;
+        assert_eq!(unknown.status, None);
+        let ids: Vec<_> = unknown.agents.iter().map(|a| a.id).collect();
+        assert_eq!(ids, [quiz.id], "an unknown user is a stranger");
+
+        let acquaintance = suggestion_inputs(&db.pool, "u-acquaintance").await;
+        assert_eq!(
+            acquaintance.status.unwrap()["friendship_level"],
+            "acquaintance"
+        );
+        assert!(
+            acquaintance.agents.is_empty(),
+            "no active acquaintance agent"
+        );
+        assert_eq!(acquaintance.version, version);
     });
 }
 
 #[test]
-fn a_level_without_active_agents_gives_one_row_of_nulls_with_the_version() {
+fn a_level_without_active_agents_gives_no_agent_and_still_the_version() {
     with_migrated_db(|db| async move {
-        for level in ["stranger", "acquaintance", "friend"] {
-            let rows = active_agents(&db.pool, level).await;
-            assert_eq!(rows.len(), 1, "{level}");
-            assert_eq!(rows[0].version, 1);
-        }
-        let only = insert(&db.pool, &Fields::new("acquaintance", "game", "a-quiz")).await;
+        let inputs = suggestion_inputs(&db.pool, "u-stranger").await;
+        assert_eq!((inputs.version, inputs.agents.len()), (1, 0));
+        let only = insert(&db.pool, &Fields::new("stranger", "game", "s-quiz")).await;
         deactivate(&db.pool, only.id).await.unwrap();
-        let rows = active_agents(&db.pool, "acquaintance").await;
-        assert_eq!(rows.len(), 1);
-        let row = &rows[0];
-        assert_eq!(row.version, 3);
-        assert_eq!(
-            (
-                &row.id,
-                &row.agent_id,
-                &row.agent_name,
-                &row.agent_description,
-                &row.agent_type
-            ),
-            (&None, &None, &None, &None, &None)
-        );
-        assert_eq!(
-            (row.weight, &row.greeting_trigger, &row.topic),
-            (None, &None, &None)
-        );
+        let inputs = suggestion_inputs(&db.pool, "u-stranger").await;
+        assert_eq!((inputs.version, inputs.agents.len()), (3, 0));
     });
 }
 

@@ -100,12 +100,8 @@ fn answers_when_nothing_matches(name: &str) -> Value {
         "mappings::CATALOGUE_VERSION" | "health::PROBE" => version,
         // Outside a transaction that wrote or locked.
         "session::CLEAN" => json!([{ "clean": true }]),
-        // The version is always there, with NULL agent columns when no agent matches.
-        "mappings::ACTIVE_AGENTS_OF_LEVEL" => json!([{
-            "version": 1, "id": null, "agent_id": null, "agent_name": null,
-            "agent_description": null, "agent_type": null, "weight": null,
-            "greeting_trigger": null, "topic": null,
-        }]),
+        // The version is always there; no such user, and a stranger's (empty) agents.
+        "friendship::SUGGESTION_INPUTS" => json!([{ "version": 1, "status": null, "agents": "[]" }]),
         _ => json!([]),
     }
 }

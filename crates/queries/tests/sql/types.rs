@@ -288,20 +288,10 @@ const SIGNATURES: &[Signature] = &[
         columns: &[("version", "INT8")],
     },
     Signature {
-        name: "mappings::ACTIVE_AGENTS_OF_LEVEL",
-        kind: Kind::Read(&mappings::ACTIVE_AGENTS_OF_LEVEL),
+        name: "friendship::SUGGESTION_INPUTS",
+        kind: Kind::Read(&friendship::SUGGESTION_INPUTS),
         parameters: &["TEXT"],
-        columns: &[
-            ("version", "INT8"),
-            ("id", "INT8"),
-            ("agent_id", "TEXT"),
-            ("agent_name", "TEXT"),
-            ("agent_description", "TEXT"),
-            ("agent_type", "TEXT"),
-            ("weight", "FLOAT8"),
-            ("greeting_trigger", "TEXT"),
-            ("topic", "TEXT"),
-        ],
+        columns: &[("version", "INT8"), ("status", "TEXT"), ("agents", "TEXT")],
     },
     // rejected
     Signature {

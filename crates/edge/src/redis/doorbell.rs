@@ -1,4 +1,4 @@
-//! Outbound Redis: the doorbell that wakes the scorer, and the cache counters.
+//! The doorbell that wakes the scorer: a message on the events channel.
 //!
 //! Pub/sub is a doorbell, not the queue (docs/architecture.md, decision 1): a lost
 //! notification delays an event until the next wake-up, it never loses it.
@@ -6,21 +6,9 @@
 use friendship_domain::Doorbell;
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
+use super::{open, unavailable};
 use crate::config;
 use crate::error::ApiError;
-
-/// Redis keys of the cache counters.
-pub const HITS_KEY: &str = "stats:cache:hits";
-pub const MISSES_KEY: &str = "stats:cache:misses";
-
-fn connect() -> Result<Connection, ApiError> {
-    let url = config::redis_url()?;
-    Connection::open(&url).map_err(|e| ApiError::Unavailable {
-        dependency: "queue",
-        detail: e.to_string(),
-        retry_after: 1,
-    })
-}
 
 /// Set by the first [`ring_once`] of a quiet period, deleted by each
 /// scorer wake-up as it starts ([`clear_rung`]): while it is there, a
@@ -30,17 +18,9 @@ pub const RUNG_KEY: &str = "scorer:doorbell-rung";
 /// (no scorer running): the bound on a doorbell skipped for nothing.
 pub const RUNG_TTL_MS: i64 = 1_000;
 
-fn unavailable(e: spin_sdk::redis::Error) -> ApiError {
-    ApiError::Unavailable {
-        dependency: "queue",
-        detail: e.to_string(),
-        retry_after: 1,
-    }
-}
-
 /// Publishes a doorbell on the events channel.
 pub fn ring(doorbell: &Doorbell) -> Result<(), ApiError> {
-    publish(&connect()?, doorbell)
+    publish(&open()?, doorbell)
 }
 
 fn publish(connection: &Connection, doorbell: &Doorbell) -> Result<(), ApiError> {
@@ -60,7 +40,7 @@ fn publish(connection: &Connection, doorbell: &Doorbell) -> Result<(), ApiError>
 /// it and before the wake-up that deletes it, and that wake-up claims after
 /// deleting, so after this event committed.
 pub fn ring_once(doorbell: &Doorbell) -> Result<bool, ApiError> {
-    let connection = connect()?;
+    let connection = open()?;
     let set = connection
         .execute(
             "SET",
@@ -87,43 +67,4 @@ pub fn clear_rung(connection: &Connection) -> Result<(), ApiError> {
         .del(&[RUNG_KEY.to_owned()])
         .map(|_| ())
         .map_err(unavailable)
-}
-
-/// Adds `by` to a counter.
-pub fn count(key: &str, by: u32) -> Result<(), ApiError> {
-    connect()?
-        .execute(
-            "INCRBY",
-            &[
-                RedisParameter::Binary(key.as_bytes().to_vec()),
-                RedisParameter::Int64(i64::from(by)),
-            ],
-        )
-        .map(|_| ())
-        .map_err(|e| ApiError::Unavailable {
-            dependency: "queue",
-            detail: e.to_string(),
-            retry_after: 1,
-        })
-}
-
-/// Reads a counter (0 when never counted).
-pub fn read_counter(connection: &Connection, key: &str) -> Result<i64, ApiError> {
-    let value = connection.get(key).map_err(|e| ApiError::Unavailable {
-        dependency: "queue",
-        detail: e.to_string(),
-        retry_after: 1,
-    })?;
-    match value {
-        None => Ok(0),
-        Some(bytes) => std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ApiError::Internal(format!("counter {key} holds a non-number"))),
-    }
-}
-
-/// Opens the Redis connection named by `redis_url`.
-pub fn open() -> Result<Connection, ApiError> {
-    connect()
 }
