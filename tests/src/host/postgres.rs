@@ -846,7 +846,7 @@ mod tests {
     use crate::host::allowed_hosts::AllowedHosts;
     use crate::host::db_url;
     use crate::host::runtime::{ComponentContext, SharedServices};
-    use crate::host::test_support::{database_url, database_url_as_given};
+    use crate::host::test_support::{database_url, database_url_as_given, missing, Server};
     use crate::host::variables::{AppVariables, ComponentVariables};
 
     const ALL: [SpinCompat; 3] = SpinCompat::ALL;
@@ -858,11 +858,8 @@ mod tests {
         let pools = Pools::default();
         match tokio::time::timeout(Duration::from_secs(10), pools.get(&url)).await {
             Ok(Ok(client)) => PgConnection::new(client),
-            Ok(Err(e)) => panic!(
-                "no Postgres at {url}: {e:#} (set DATABASE_URL, or start one: \
-                 `. scripts/services.sh; ensure_services`)"
-            ),
-            Err(_) => panic!("no Postgres at {url}: no connection within 10 s"),
+            Ok(Err(e)) => missing(Server::Postgres, &url, format!("{e:#}")),
+            Err(_) => missing(Server::Postgres, &url, "no connection within 10 s"),
         }
     }
 
@@ -914,7 +911,7 @@ mod tests {
         let url = database_url();
         open(state, &url)
             .await
-            .unwrap_or_else(|e| panic!("no Postgres at {url}: {e:?}"))
+            .unwrap_or_else(|e| missing(Server::Postgres, &url, format!("{e:?}")))
     }
 
     /// `connection.query` as a component calls it (the outer `Err` is a trap).
@@ -1233,7 +1230,7 @@ mod tests {
         let mut s = instance(SpinCompat::V4_0);
         let c = open(&mut s, &plain)
             .await
-            .unwrap_or_else(|e| panic!("no Postgres at {plain}: {e:?}"));
+            .unwrap_or_else(|e| missing(Server::Postgres, &plain, format!("{e:?}")));
         let rs = host_query(&mut s, c, "SHOW ssl").await.unwrap().unwrap();
         assert!(
             matches!(&rs.rows[0][0], DbValue::Str(on) if on == "on"),

@@ -10,6 +10,10 @@
 //! its invocation and fails the test that caused it: every request, and
 //! every wait for the scorer, checks the environment's violations.
 //!
+//! Every environment has a database of its own (`e2e_<uuid>`), dropped with
+//! it, even when its test panics; the shared one's when the test binary
+//! exits (only a run killed by a signal leaves its databases behind).
+//!
 //! Database URLs handed to components carry `sslmode=disable` (unless
 //! `DATABASE_URL` names an `sslmode`): the test servers have self-signed
 //! certificates, which Spin (and so the host) refuses for any other mode.
@@ -24,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use e2e::host::db_url;
 use e2e::host::{App, AppConfig};
+use migrator::testing::ScratchDatabase;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -56,11 +61,39 @@ pub fn run<F: Future<Output = ()>>(test: F) {
     runtime().block_on(test)
 }
 
+/// The environment [`shared`] hands out (a static: never dropped).
+static SHARED: tokio::sync::OnceCell<Env> = tokio::sync::OnceCell::const_new();
+
 /// The environment most tests share: the shared Postgres (a fresh database)
-/// and a private Redis. Tests keep apart by using their own users.
+/// and a private Redis. Tests keep apart by using their own users. Its
+/// database is dropped when the test binary exits.
 pub async fn shared() -> &'static Env {
-    static SHARED: tokio::sync::OnceCell<Env> = tokio::sync::OnceCell::const_new();
-    SHARED.get_or_init(isolated).await
+    SHARED
+        .get_or_init(|| async {
+            let env = isolated().await;
+            unsafe {
+                libc::atexit(drop_shared_database);
+            }
+            env
+        })
+        .await
+}
+
+/// Stops the shared environment's scorers and drops its database; run at
+/// exit (a panic here would abort, so a failure is only reported).
+extern "C" fn drop_shared_database() {
+    let Some(env) = SHARED.get() else {
+        return;
+    };
+    let _ = env.stop.send(true);
+    let database = env
+        .database
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(Err(e)) = database.map(|d| d.scratch.drop_now()) {
+        eprintln!("the shared environment's database outlives the run: {e}");
+    }
 }
 
 /// An environment of its own (a fresh database on the shared Postgres, a
@@ -80,14 +113,34 @@ where
 {
     let redis = PrivateRedis::start();
     prepare(redis.url()).await;
-    let db_url = fresh_database(&admin_database_url()).await;
+    let database = fresh_database(&admin_database_url()).await;
     Env::start(
-        db_url,
+        database,
         redis.url(),
         extra,
         Servers {
             redis: Some(redis),
             postgres: None,
+            kv: None,
+        },
+    )
+    .await
+}
+
+/// As [`isolated`], with the key-value store on a private Redis of its own
+/// (`servers.kv`), for tests that pause or stop it alone.
+pub async fn isolated_with_own_kv() -> Env {
+    let redis = PrivateRedis::start();
+    let kv = PrivateRedis::start();
+    let database = fresh_database(&admin_database_url()).await;
+    Env::start(
+        database,
+        redis.url(),
+        HashMap::new(),
+        Servers {
+            redis: Some(redis),
+            postgres: None,
+            kv: Some(kv),
         },
     )
     .await
@@ -96,14 +149,15 @@ where
 /// As [`isolated`], without the ticker: only doorbells wake the scorers.
 pub async fn isolated_without_ticker() -> Env {
     let redis = PrivateRedis::start();
-    let db_url = fresh_database(&admin_database_url()).await;
+    let database = fresh_database(&admin_database_url()).await;
     Env::start_with(
-        db_url,
+        database,
         redis.url(),
         HashMap::new(),
         Servers {
             redis: Some(redis),
             postgres: None,
+            kv: None,
         },
         false,
     )
@@ -119,34 +173,36 @@ fn admin_database_url() -> String {
     )
 }
 
-/// Creates a migrated and seeded database next to `admin_url`'s; its URL
-/// keeps `admin_url`'s user and parameters, with `sslmode=disable` added
-/// when they name no `sslmode`.
-pub async fn fresh_database(admin_url: &str) -> String {
-    let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(admin_url)
-        .await
-        .expect("connect to Postgres");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let url = db_url::plain_unless_set(&db_url::with_database(admin_url, &name));
+/// An environment's database: migrated, seeded, and dropped with it.
+pub struct Database {
+    /// Its URL, as components get it.
+    pub url: String,
+    /// Drops the database when dropped.
+    scratch: ScratchDatabase,
+}
+
+/// Creates a migrated and seeded database `e2e_<uuid>` next to
+/// `admin_url`'s (dropped again if that fails); its URL keeps `admin_url`'s
+/// user and parameters, with `sslmode=disable` added when they name no
+/// `sslmode`.
+pub async fn fresh_database(admin_url: &str) -> Database {
+    let scratch = ScratchDatabase::create(admin_url, "e2e").await;
+    let url = db_url::plain_unless_set(&db_url::with_database(admin_url, scratch.name()));
     let mut conn = migrator::connect(&url, Duration::from_secs(10))
         .await
         .unwrap();
     migrator::up(&mut conn).await.unwrap();
     migrator::seed(&mut conn).await.unwrap();
-    url
+    Database { url, scratch }
 }
 
 /// The servers an env owns (dropped with it).
 pub struct Servers {
     pub redis: Option<PrivateRedis>,
     pub postgres: Option<servers::PrivatePostgres>,
+    /// A Redis of its own for the key-value store (the runtime config and
+    /// `kv_host`); without it the store is database 1 of the env's Redis.
+    pub kv: Option<PrivateRedis>,
 }
 
 /// A running deployment of the app.
@@ -160,7 +216,6 @@ pub struct Env {
     pub client: reqwest::Client,
     http: tokio::sync::Mutex<Option<App>>,
     stop: watch::Sender<bool>,
-    pub servers: tokio::sync::Mutex<Servers>,
     pub scorer_restarts: Arc<std::sync::atomic::AtomicUsize>,
     /// Statements the imitated Spin line would never have answered, from
     /// the HTTP app and (copied as they appear) every scorer process.
@@ -168,6 +223,11 @@ pub struct Env {
     /// The Spin line the host imitates (`SPIN_COMPAT`).
     pub spin_compat: e2e::host::SpinCompat,
     _dir: tempfile::TempDir,
+    /// Dropped with the environment, before its servers (fields drop in
+    /// order); taken at exit for the shared one.
+    database: std::sync::Mutex<Option<Database>>,
+    /// The servers an env owns (dropped with it).
+    pub servers: tokio::sync::Mutex<Servers>,
 }
 
 /// Where the scorers' supervisors copy their apps' violations.
@@ -227,31 +287,33 @@ impl Env {
     /// Starts the HTTP app, the supervised scorer and the ticker, with
     /// `extra` variables over the suite's defaults.
     pub async fn start(
-        db_url: String,
+        database: Database,
         redis_url: String,
         extra: HashMap<String, String>,
         servers: Servers,
     ) -> Env {
-        Env::start_with(db_url, redis_url, extra, servers, true).await
+        Env::start_with(database, redis_url, extra, servers, true).await
     }
 
     /// As [`Env::start`]; without the ticker when `ticker` is false, so that
     /// only doorbells wake the scorers.
     pub async fn start_with(
-        db_url: String,
+        database: Database,
         redis_url: String,
         extra: HashMap<String, String>,
         servers: Servers,
         ticker: bool,
     ) -> Env {
+        let db_url = database.url.clone();
         tokio::task::spawn_blocking(ensure_components)
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let runtime_config = dir.path().join("runtime-config.toml");
+        let kv_redis_url = servers.kv.as_ref().map_or(redis_url.clone(), |kv| kv.url());
         std::fs::write(
             &runtime_config,
-            format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{redis_url}/1\"\n"),
+            format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{kv_redis_url}/1\"\n"),
         )
         .unwrap();
         let mut variables: HashMap<String, String> = [
@@ -259,6 +321,8 @@ impl Env {
             ("db_host", host_port(&db_url)),
             ("redis_url", redis_url.clone()),
             ("redis_host", host_port(&redis_url)),
+            // The key-value store's server (the runtime config above).
+            ("kv_host", host_port(&kv_redis_url)),
             ("jwt_secret", SECRET.to_string()),
             ("retry_base_ms", "50".to_string()),
             ("redrive_pending_after_seconds", "30".to_string()),
@@ -330,11 +394,12 @@ impl Env {
                 .unwrap(),
             http: tokio::sync::Mutex::new(Some(http)),
             stop,
-            servers: tokio::sync::Mutex::new(servers),
             scorer_restarts,
             violations,
             spin_compat,
             _dir: dir,
+            database: std::sync::Mutex::new(Some(database)),
+            servers: tokio::sync::Mutex::new(servers),
         }
     }
 
@@ -373,15 +438,16 @@ impl Env {
             .await
             .unwrap();
         let redis = PrivateRedis::start();
-        let db_url = fresh_database(&postgres.url()).await;
+        let database = fresh_database(&postgres.url()).await;
         let redis_url = redis.url();
         Env::start(
-            db_url,
+            database,
             redis_url,
             extra,
             Servers {
                 redis: Some(redis),
                 postgres: Some(postgres),
+                kv: None,
             },
         )
         .await
