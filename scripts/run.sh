@@ -21,13 +21,9 @@ root=$PWD
 
 # shellcheck source=scripts/services.sh
 . scripts/services.sh
-given_database_url=${DATABASE_URL:-}
-ensure_services
-if [[ -z "$given_database_url" ]]; then
-    # Not told where: a database of its own on the server found or started.
-    services_use_database friendship
-fi
 
+# Installed before anything starts: a failure at any later step still stops
+# the private servers ensure_services may start.
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -36,6 +32,13 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+given_database_url=${DATABASE_URL:-}
+ensure_services
+if [[ -z "$given_database_url" ]]; then
+    # Not told where: a database of its own on the server found or started.
+    services_use_database friendship
+fi
 
 LISTEN=${LISTEN:-127.0.0.1:3000}
 mkdir -p .run
@@ -72,7 +75,10 @@ SPIN_VARIABLE_DB_URL=${SPIN_VARIABLE_DB_URL:-$(python3 scripts/urls.py spin-db-u
 SPIN_VARIABLE_REDIS_URL=${SPIN_VARIABLE_REDIS_URL:-$REDIS_URL}
 SPIN_VARIABLE_DB_HOST=${SPIN_VARIABLE_DB_HOST:-$(python3 scripts/urls.py host-port "$SPIN_VARIABLE_DB_URL")}
 SPIN_VARIABLE_REDIS_HOST=${SPIN_VARIABLE_REDIS_HOST:-$(python3 scripts/urls.py host-port "$SPIN_VARIABLE_REDIS_URL")}
-export SPIN_VARIABLE_DB_URL SPIN_VARIABLE_REDIS_URL SPIN_VARIABLE_DB_HOST SPIN_VARIABLE_REDIS_HOST
+# The key-value store's server, for /health's bounded probe: from the URL the
+# runtime config above was written with.
+SPIN_VARIABLE_KV_HOST=${SPIN_VARIABLE_KV_HOST:-$(python3 scripts/urls.py host-port "$kv_url")}
+export SPIN_VARIABLE_DB_URL SPIN_VARIABLE_REDIS_URL SPIN_VARIABLE_DB_HOST SPIN_VARIABLE_REDIS_HOST SPIN_VARIABLE_KV_HOST
 if [[ -z "${SPIN_VARIABLE_JWT_SECRET:-}" ]]; then
     SPIN_VARIABLE_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
     export SPIN_VARIABLE_JWT_SECRET

@@ -37,11 +37,13 @@ fn database() -> Result<(), String> {
     store::probe(&db).map_err(|e| ApiError::from(e).public_message())
 }
 
-/// The key-value store's own server is not known to the component (it is in
-/// the runtime config); the deployments back it with the Redis of
-/// `redis_host`, whose probe bounds this check too.
+/// The key-value store. Its server is in the runtime config, which a
+/// component cannot read: the `kv_host` variable names it (scripts/run.sh
+/// derives both from one URL), and its bounded PING keeps this check within
+/// the time budget when that server hangs, where the key-value call itself
+/// would wait for ever.
 fn cache() -> Result<(), String> {
-    probe::redis(&config::text("redis_host").map_err(|e| e.to_string())?)?;
+    probe::redis(&config::text("kv_host").map_err(|e| e.to_string())?)?;
     let store = Store::open_default().map_err(|e| format!("key-value store unavailable: {e}"))?;
     store
         .exists("health:probe")
