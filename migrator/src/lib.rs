@@ -4,8 +4,9 @@
 //! - [`schema`]: connecting, and `up` / `down` / `status` over those migrations.
 //! - [`mod@seed`]: the default agent catalogue as data, and its idempotent insertion.
 //! - [`error`]: the one error type, whose messages are single lines without secrets.
-//! - [`testing`]: test support only, a fresh database per test for the database tests
-//!   of this crate and of `friendship-queries`.
+//! - [`testing`]: test support only, a scratch database per test (dropped with
+//!   it) for the database tests of this crate, of `friendship-queries` and of
+//!   the end-to-end suite.
 //!
 //! `main.rs` is a thin clap front end over these; tests drive the same functions.
 
