@@ -425,6 +425,12 @@ impl App {
         &self.channels
     }
 
+    /// The app's Postgres pools, as its components' `open` uses them: tests
+    /// leave on a pooled connection what a crashed instance would.
+    pub fn postgres_pools(&self) -> &Pools {
+        &self.shared.pg
+    }
+
     /// The Spin line this app imitates.
     pub fn spin_compat(&self) -> SpinCompat {
         self.shared.spin_compat

@@ -166,6 +166,39 @@ fn events_posted_while_redis_restarts_or_pauses_all_end_processed() {
     });
 }
 
+/// A crashed instance can leave its pooled connection inside a transaction
+/// that has only begun or only read (no transaction id yet). A post that
+/// gets that connection must still commit its event before answering 202.
+#[test]
+fn a_post_on_a_connection_left_inside_a_transaction_that_only_read_is_durable() {
+    run(async {
+        let env = isolated().await;
+        let u = user("stale");
+        let token = env.token(&u, "user");
+        env.leave_on_a_pooled_connection("BEGIN; SELECT 1").await;
+        // Sequential posts go round every idle connection of the pool
+        // (64 at most), the stale one included.
+        let mut bodies = Vec::new();
+        for i in 0..70 {
+            let body = conversation(&u, 2, 0, "neutral", 0, json!([]));
+            env.end_conversation(&token, &body).await.expect(202);
+            bodies.push(body);
+            if i % 10 == 9 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let recorded: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM conversation_events WHERE user_id = $1")
+                .bind(&u)
+                .fetch_one(&env.db)
+                .await
+                .unwrap();
+        assert_eq!(recorded, 70, "every accepted event is committed");
+        assert_all_processed_once(&env, &u, &bodies).await;
+        env.shutdown().await;
+    });
+}
+
 #[test]
 fn a_failing_scorer_retries_then_dead_letters_and_a_redrive_scores_once() {
     run(async {

@@ -6,10 +6,11 @@
 //!   no read can meet Spin 4.0.0–4.0.2's hang on an empty result.
 //! - A [`Write`] runs with `execute`, whose database errors carry their
 //!   SQLSTATE on every Spin version.
-//! - Before the first write or transaction on a connection, a transaction
-//!   that a crashed instance left open on the pooled connection is rolled
-//!   back, so no write can ever join it. Callers cannot forget it: it is done
-//!   here, once per connection.
+//! - A transaction that a crashed instance left open on the pooled
+//!   connection never swallows a write: it is rolled back before the first
+//!   transaction, and checked for right after a first single write, which
+//!   then runs again on its own ([`Db::write`]). Callers cannot forget it: it
+//!   is done here, once per connection.
 //! - Every failure becomes a [`DbError`] classified by [`failure`].
 
 pub mod failure;
@@ -83,9 +84,24 @@ impl Db {
             .ok_or_else(|| DbError::decoding("a single-row read matched no row".into()))
     }
 
-    /// Runs a write; the number of rows it affected.
+    /// Runs a write; the number of rows it affected. On a connection's first
+    /// write the check for a stale transaction comes after it, at the same
+    /// cost as before it: a transaction left open that had only begun or
+    /// read is invisible beforehand, but once the write has joined it the
+    /// write's own transaction id shows; then both are rolled back and the
+    /// write runs again, on its own.
     pub fn write(&self, statement: &Write, params: &[ParameterValue]) -> Result<u64, DbError> {
-        self.leave_stale_transaction()?;
+        if !self.fresh.replace(false) {
+            return self.execute(statement.sql, params);
+        }
+        match self.execute(statement.sql, params) {
+            Ok(affected) if self.is_clean()? => return Ok(affected),
+            // It joined a transaction left open, or met one left aborted.
+            Ok(_) => {}
+            Err(e) if e.sqlstate() == Some(failure::IN_FAILED_TRANSACTION) => {}
+            Err(e) => return Err(e),
+        }
+        self.execute("ROLLBACK", &[])?;
         self.execute(statement.sql, params)
     }
 
@@ -133,29 +149,33 @@ impl Db {
         self.conn.execute(sql, params).map_err(failure::classify)
     }
 
-    /// Before this connection's first write: a connection can come back from
-    /// Spin's pool still inside a transaction that a crashed instance left
-    /// open, and a write made inside it would never commit. The check is a
-    /// read that warns nothing (`ROLLBACK` outside a transaction would log a
-    /// warning on the server for every request). A transaction already
-    /// aborted refuses even that read (SQLSTATE 25P02): rolled back too.
+    /// Before this connection's first transaction: a connection can come
+    /// back from Spin's pool still inside a transaction that a crashed
+    /// instance left open, and work done inside it would never commit. One
+    /// that wrote or locked (its partial work) is rolled back here. One that
+    /// had only begun or read is invisible to this check, and harmless to a
+    /// transaction: `BEGIN` warns and its `COMMIT` ends both.
     fn leave_stale_transaction(&self) -> Result<(), DbError> {
-        if !self.fresh.replace(false) {
-            return Ok(());
+        if self.fresh.replace(false) && !self.is_clean()? {
+            self.execute("ROLLBACK", &[])?;
         }
+        Ok(())
+    }
+
+    /// Whether the connection is outside any transaction that wrote or
+    /// locked. A read that warns nothing (`ROLLBACK` outside a transaction
+    /// would log a warning on the server for every request); a transaction
+    /// already aborted refuses even that read (SQLSTATE 25P02): not clean.
+    fn is_clean(&self) -> Result<bool, DbError> {
         #[derive(serde::Deserialize)]
         struct Clean {
             clean: bool,
         }
-        let clean = match self.read_single::<Clean>(&session::CLEAN, &[]) {
-            Ok(row) => row.clean,
-            Err(e) if e.sqlstate() == Some(failure::IN_FAILED_TRANSACTION) => false,
-            Err(e) => return Err(e),
-        };
-        if !clean {
-            self.execute("ROLLBACK", &[])?;
+        match self.read_single::<Clean>(&session::CLEAN, &[]) {
+            Ok(row) => Ok(row.clean),
+            Err(e) if e.sqlstate() == Some(failure::IN_FAILED_TRANSACTION) => Ok(false),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 }
 

@@ -453,6 +453,20 @@ impl Env {
         .await
     }
 
+    /// Runs `statements` on a connection of the HTTP app's own Postgres pool
+    /// and puts it back as it is: what an instance that crashed mid-way
+    /// leaves for the next request (Spin's pool does not roll back).
+    pub async fn leave_on_a_pooled_connection(&self, statements: &str) {
+        let http = self.http.lock().await;
+        let app = http.as_ref().expect("the HTTP app runs");
+        let client = app
+            .postgres_pools()
+            .get(&self.db_url)
+            .await
+            .expect("a pooled connection");
+        client.batch_execute(statements).await.unwrap();
+    }
+
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         if let Some(app) = self.http.lock().await.take() {
