@@ -3,21 +3,35 @@
 use friendship_domain::Doorbell;
 use friendship_edge::auth::Role;
 use friendship_edge::db::Db;
+use friendship_edge::http::{Limit, Offset};
 use friendship_edge::redis::{self, counters, doorbell};
 use friendship_edge::{config, log, store, ApiError, Ctx, Reply};
 use serde_json::json;
 
-/// `POST /api/v1/admin/events/redrive`: requeues failed events and pending
-/// events older than `redrive_pending_after_seconds`, then wakes the scorer.
-/// The body, when present, must be an empty JSON object.
+/// `POST /api/v1/admin/events/redrive`: without a body (or with `{}`),
+/// requeues every failed event and the pending events older than
+/// `redrive_pending_after_seconds`; with `{"processing_ids": [...]}`, only
+/// those of the listed events that are failed. Then wakes the scorer.
 pub fn redrive_events(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     ctx.authenticate_as(&[Role::Admin])?;
-    if !ctx.request.body().is_empty() {
-        ctx.json_body::<EmptyBody>()?;
-    }
-    let older_than: f64 = config::number("redrive_pending_after_seconds")?;
+    let body = if ctx.request.body().is_empty() {
+        RedriveBody::default()
+    } else {
+        ctx.json_body::<RedriveBody>()?
+    };
     let db = Db::open()?;
-    let requeued = store::redrive(&db, older_than)?;
+    let requeued = match body.processing_ids {
+        None => store::redrive(&db, config::number("redrive_pending_after_seconds")?)?,
+        Some(ids) => {
+            if ids.is_empty() || ids.len() > MAX_REDRIVE_IDS {
+                return Err(ApiError::validation(
+                    "processing_ids",
+                    format!("processing_ids must hold 1 to {MAX_REDRIVE_IDS} ids"),
+                ));
+            }
+            store::redrive_selected(&db, &ids)?
+        }
+    };
     if let Err(e) = doorbell::ring(&Doorbell::Tick) {
         log::event(
             "doorbell_failed",
@@ -28,9 +42,65 @@ pub fn redrive_events(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     Reply::ok(&json!({ "requeued": requeued }))
 }
 
+/// The most events one selective redrive names.
+const MAX_REDRIVE_IDS: usize = 1_000;
+
+/// The redrive body: nothing (everything redrivable), or chosen events.
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedriveBody {
+    #[serde(default)]
+    processing_ids: Option<Vec<uuid::Uuid>>,
+}
+
+/// The statuses an operator lists.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ListedStatus {
+    /// The dead letters.
+    #[default]
+    Failed,
+    /// Accepted and not yet scored (retries waiting included).
+    Pending,
+}
+
+impl ListedStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ListedStatus::Failed => "failed",
+            ListedStatus::Pending => "pending",
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EmptyBody {}
+struct EventsQuery {
+    #[serde(default)]
+    status: ListedStatus,
+    #[serde(default)]
+    limit: Limit,
+    #[serde(default)]
+    offset: Offset,
+}
+
+/// `GET /api/v1/admin/events?status=failed|pending&limit=&offset=`: the
+/// events of a status, newest first, with their attempts, last error and
+/// times: the dead letters (the default) to inspect before a redrive.
+pub fn list_events(ctx: &mut Ctx) -> Result<Reply, ApiError> {
+    ctx.authenticate_as(&[Role::Admin])?;
+    let query: EventsQuery = ctx.query()?;
+    let (limit, offset) = (query.limit.get(), query.offset.get());
+    let db = Db::open()?;
+    let (items, total) = store::list_events(&db, query.status.as_str(), limit, offset)?;
+    Reply::ok(&json!({
+        "status": query.status.as_str(),
+        "items": items,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }))
+}
 
 /// `GET /api/v1/admin/rejected-messages?limit=&offset=`: Redis messages the
 /// scorer could not accept, newest first.

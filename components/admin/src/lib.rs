@@ -1,5 +1,6 @@
-//! Admin operations: redriving events, the Redis messages the scorer
-//! rejected, and the cache's hit and miss counts.
+//! Admin operations: listing events by status (the dead letters), redriving
+//! all or chosen ones, the Redis messages the scorer rejected, and the
+//! cache's hit and miss counts.
 //! Handlers live in [`handlers`].
 
 mod handlers;
@@ -14,6 +15,12 @@ const ROUTES: &[Route] = &[
         "/api/v1/admin/events/redrive",
         "redrive_events",
         handlers::redrive_events,
+    ),
+    Route::new(
+        Method::Get,
+        "/api/v1/admin/events",
+        "list_events",
+        handlers::list_events,
     ),
     Route::new(
         Method::Get,

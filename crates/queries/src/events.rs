@@ -55,6 +55,43 @@ FROM conversation_events
 WHERE processing_id = $1::uuid"
 );
 
+/// The statuses an operator lists: `$1` `pending` (which includes the
+/// internal `scored`) or `failed`, as the array an index scan can use.
+macro_rules! listed_statuses {
+    () => {
+        "status = ANY (CASE WHEN $1::text = 'pending' THEN ARRAY['pending', 'scored']
+                    ELSE ARRAY[$1::text] END)"
+    };
+}
+
+/// A page of the events of one status, newest first: what an operator
+/// acts on (the dead letters, or a backlog). Both statuses hold few rows in
+/// a healthy service, and the status index finds them.
+///
+/// `$1` status text (`pending` or `failed`), `$2` limit int8, `$3` offset
+/// int8. Rows: as [`GET_EVENT`], then `next_attempt_at` timestamp.
+pub const LIST_EVENTS: Read = crate::read!(
+    "SELECT processing_id, conversation_id, user_id,
+       CASE WHEN status = 'scored' THEN 'pending' ELSE status END AS status,
+       attempts, last_error,
+       accepted_at AT TIME ZONE 'UTC' AS accepted_at,
+       processed_at AT TIME ZONE 'UTC' AS processed_at,
+       next_attempt_at AT TIME ZONE 'UTC' AS next_attempt_at
+FROM conversation_events
+WHERE ",
+    listed_statuses!(),
+    "
+ORDER BY accepted_at DESC, processing_id DESC
+LIMIT $2::int8 OFFSET $3::int8"
+);
+
+/// How many events [`LIST_EVENTS`] pages through. `$1` status text. One
+/// row: `total` int8.
+pub const COUNT_EVENTS: Read = crate::read!(
+    "SELECT count(*) AS total FROM conversation_events WHERE ",
+    listed_statuses!()
+);
+
 /// Whether any event is due, and whether any is `scored` but not yet
 /// finished (a scorer stopped between commit and cache invalidation),
 /// without locking anything: an idle wake-up of the scorer costs this one
@@ -139,6 +176,8 @@ WHERE processing_id = $1::uuid AND status = 'pending'"
 /// (whose notification may have been lost), due now.
 ///
 /// `$1` seconds (float8). Affects one row per requeued event.
+///
+/// [`REDRIVE_SELECTED`] requeues chosen dead letters only.
 pub const REDRIVE: Write = crate::write!(
     "UPDATE conversation_events
 SET status = 'pending',
@@ -147,4 +186,17 @@ SET status = 'pending',
     updated_at = now()
 WHERE status = 'failed'
    OR (status = 'pending' AND accepted_at < now() - make_interval(secs => $1::float8))"
+);
+
+/// Puts the chosen `failed` events back to be scored, with a fresh set of
+/// attempts, due now; any other listed id (unknown, or not failed) is left
+/// alone.
+///
+/// `$1` a JSON array (text) of processing ids. Affects one row per
+/// requeued event.
+pub const REDRIVE_SELECTED: Write = crate::write!(
+    "UPDATE conversation_events
+SET status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
+WHERE status = 'failed'
+  AND processing_id IN (SELECT jsonb_array_elements_text($1::text::jsonb)::uuid)"
 );

@@ -91,6 +91,8 @@ pub const READS: &[(&str, &Read)] = &[
         &events::FIND_EVENT_BY_CONVERSATION,
     ),
     ("events::GET_EVENT", &events::GET_EVENT),
+    ("events::LIST_EVENTS", &events::LIST_EVENTS),
+    ("events::COUNT_EVENTS", &events::COUNT_EVENTS),
     ("events::ANY_DUE", &events::ANY_DUE),
     ("events::SCORED_EVENTS", &events::SCORED_EVENTS),
     ("events::CLAIM_DUE_EVENTS", &events::CLAIM_DUE_EVENTS),

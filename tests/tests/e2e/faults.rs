@@ -254,6 +254,156 @@ fn a_failing_scorer_retries_then_dead_letters_and_a_redrive_scores_once() {
     });
 }
 
+/// Operators see the dead letters (newest first, with attempts and the last
+/// error) and redrive the ones whose cause they fixed; the others stay.
+#[test]
+fn dead_letters_are_listed_and_a_chosen_one_is_redriven_alone() {
+    run(async {
+        let env = isolated().await;
+        let admin = env.token("ops", "admin");
+        let (fixed, broken) = (user("fixed"), user("broken"));
+        let mut ids = Vec::new();
+        for (name, u) in [("poison_fixed", &fixed), ("poison_broken", &broken)] {
+            fail_scoring_of(
+                &env,
+                name,
+                u,
+                "RAISE EXCEPTION 'no score for %', NEW.user_id",
+            )
+            .await;
+            let body = conversation(u, 10, 1, "neutral", 0, json!([]));
+            let token = env.token(u, "user");
+            let id = post_until_accepted(&env, &token, &body, Duration::from_secs(10)).await;
+            env.wait_for_event(&id, "failed", Duration::from_secs(30))
+                .await;
+            ids.push(id);
+        }
+        let (fixed_id, broken_id) = (ids[0].clone(), ids[1].clone());
+
+        let listed = env
+            .call(
+                "GET",
+                "/api/v1/admin/events?status=failed&limit=10",
+                Some(&admin),
+                None,
+            )
+            .await;
+        listed.expect(200);
+        assert_eq!(
+            (listed.json["total"].clone(), listed.json["status"].clone()),
+            (json!(2), json!("failed"))
+        );
+        let items = listed.json["items"].as_array().unwrap();
+        let listed_ids: Vec<_> = items
+            .iter()
+            .map(|e| e["processing_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            listed_ids,
+            [broken_id.as_str(), fixed_id.as_str()],
+            "newest first"
+        );
+        assert_eq!(items[0]["attempts"], 3);
+        assert!(
+            items[0]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("no score for {broken}")),
+            "{}",
+            items[0]
+        );
+        for field in [
+            "accepted_at",
+            "next_attempt_at",
+            "conversation_id",
+            "user_id",
+        ] {
+            assert!(items[0][field].is_string(), "{field}: {}", items[0]);
+        }
+        let page = env
+            .call(
+                "GET",
+                "/api/v1/admin/events?limit=1&offset=1",
+                Some(&admin),
+                None,
+            )
+            .await;
+        page.expect(200);
+        assert_eq!(
+            page.json["items"][0]["processing_id"],
+            fixed_id.as_str(),
+            "failed by default, paged"
+        );
+
+        for bad in [
+            json!({"processing_ids": []}),
+            json!({"processing_ids": ["not-a-uuid"]}),
+            json!({"ids": [fixed_id]}),
+        ] {
+            env.call(
+                "POST",
+                "/api/v1/admin/events/redrive",
+                Some(&admin),
+                Some(&bad),
+            )
+            .await
+            .expect_error(400, "validation_error");
+        }
+        env.call(
+            "GET",
+            "/api/v1/admin/events",
+            Some(&env.token("svc", "service")),
+            None,
+        )
+        .await
+        .expect(403);
+        env.call(
+            "GET",
+            "/api/v1/admin/events?status=processed",
+            Some(&admin),
+            None,
+        )
+        .await
+        .expect_error(400, "validation_error");
+
+        sqlx::query("DROP TRIGGER poison_fixed ON friendship_score_history")
+            .execute(&env.db)
+            .await
+            .unwrap();
+        let redriven = env
+            .call(
+                "POST",
+                "/api/v1/admin/events/redrive",
+                Some(&admin),
+                Some(&json!({ "processing_ids": [fixed_id, uuid::Uuid::new_v4()] })),
+            )
+            .await;
+        redriven.expect(200);
+        assert_eq!(
+            redriven.json["requeued"], 1,
+            "the chosen one; an unknown id is no error"
+        );
+        let processed = env
+            .wait_for_event(&fixed_id, "processed", Duration::from_secs(15))
+            .await;
+        assert_eq!(processed["attempts"], 1, "a fresh set of attempts");
+        let untouched = env.event(&admin, &broken_id).await;
+        assert_eq!(
+            (
+                untouched.json["status"].clone(),
+                untouched.json["attempts"].clone()
+            ),
+            (json!("failed"), json!(3))
+        );
+        let listed = env
+            .call("GET", "/api/v1/admin/events", Some(&admin), None)
+            .await;
+        assert_eq!(listed.json["total"], 1);
+        assert_eq!(listed.json["items"][0]["processing_id"], broken_id.as_str());
+        env.shutdown().await;
+    });
+}
+
 #[test]
 fn a_failure_that_only_looks_like_an_outage_uses_up_attempts_and_dead_letters() {
     run(async {

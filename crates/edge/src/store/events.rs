@@ -148,6 +148,48 @@ pub fn get_event(db: &Db, processing_id: Uuid) -> Result<Option<EventView>, DbEr
     db.read_one(&events::GET_EVENT, &[db::uuid_param(processing_id)])
 }
 
+/// An event as operators list it: [`EventView`] and when it is next due.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ListedEvent {
+    #[serde(flatten)]
+    pub event: EventView,
+    #[serde(deserialize_with = "db::utc::deserialize")]
+    #[serde(serialize_with = "crate::http::serialize_rfc3339")]
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// A page of the events of `status` (`pending` or `failed`), newest first,
+/// and how many there are.
+pub fn list_events(
+    db: &Db,
+    status: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ListedEvent>, i64), DbError> {
+    #[derive(Deserialize)]
+    struct Count {
+        total: i64,
+    }
+    let status = P::Str(status.to_owned());
+    let total = db
+        .read_single::<Count>(&events::COUNT_EVENTS, std::slice::from_ref(&status))?
+        .total;
+    let items = db.read(
+        &events::LIST_EVENTS,
+        &[status, P::Int64(limit), P::Int64(offset)],
+    )?;
+    Ok((items, total))
+}
+
+/// Requeues the chosen `failed` events (others are left alone); how many.
+pub fn redrive_selected(db: &Db, processing_ids: &[Uuid]) -> Result<u64, DbError> {
+    let ids: Vec<String> = processing_ids.iter().map(Uuid::to_string).collect();
+    db.write(
+        &events::REDRIVE_SELECTED,
+        &[P::Str(serde_json::Value::from(ids).to_string())],
+    )
+}
+
 /// Requeues failed events and pending ones older than `older_than_seconds`.
 pub fn redrive(db: &Db, older_than_seconds: f64) -> Result<u64, DbError> {
     db.write(&events::REDRIVE, &[P::Floating64(older_than_seconds)])

@@ -515,6 +515,167 @@ fn redrive_requeues_failed_and_old_pending_events_but_not_recent_pending_nor_pro
     });
 }
 
+/// A row of [`events::LIST_EVENTS`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Listed {
+    processing_id: Uuid,
+    conversation_id: String,
+    user_id: String,
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    accepted_at: chrono::NaiveDateTime,
+    processed_at: Option<chrono::NaiveDateTime>,
+    next_attempt_at: chrono::NaiveDateTime,
+}
+
+/// [`events::LIST_EVENTS`]: a page of one status, newest first.
+async fn list(pool: &sqlx::PgPool, status: &str, limit: i64, offset: i64) -> Vec<Listed> {
+    read(&events::LIST_EVENTS)
+        .bind(status)
+        .bind(limit)
+        .bind(offset)
+        .rows(pool)
+        .await
+}
+
+/// [`events::COUNT_EVENTS`].
+async fn count_listed(pool: &sqlx::PgPool, status: &str) -> i64 {
+    #[derive(Deserialize)]
+    struct Total {
+        total: i64,
+    }
+    let total: Total = read(&events::COUNT_EVENTS).bind(status).one(pool).await;
+    total.total
+}
+
+/// [`events::REDRIVE_SELECTED`]: how many events it requeued.
+async fn redrive_selected(pool: &sqlx::PgPool, ids: &[Uuid]) -> u64 {
+    write(&events::REDRIVE_SELECTED)
+        .bind(serde_json::to_string(ids).unwrap())
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected()
+}
+
+/// Fails an event for good, with `error`.
+async fn dead_letter(pool: &sqlx::PgPool, processing_id: Uuid, error: &str) {
+    for _ in 0..3 {
+        record_failure(pool, processing_id, error, 3, 0.0)
+            .await
+            .unwrap();
+    }
+}
+
+#[test]
+fn events_are_listed_by_status_newest_first_with_attempts_errors_and_times() {
+    with_migrated_db(|db| async move {
+        let oldest = new_event(&db.pool, "user-1").await;
+        age(&db.pool, oldest, 30.0).await;
+        let middle = new_event(&db.pool, "user-2").await;
+        age(&db.pool, middle, 20.0).await;
+        let newest = new_event(&db.pool, "user-1").await;
+        for (id, error) in [(oldest, "first"), (middle, "second"), (newest, "third")] {
+            dead_letter(&db.pool, id, error).await;
+        }
+        let retrying = new_event(&db.pool, "user-3").await;
+        record_failure(&db.pool, retrying, "once", 3, 60.0)
+            .await
+            .unwrap();
+        let processed = new_event(&db.pool, "user-3").await;
+        mark_processed(&db.pool, processed).await;
+
+        let failed = list(&db.pool, "failed", 10, 0).await;
+        let ids: Vec<_> = failed.iter().map(|e| e.processing_id).collect();
+        assert_eq!(ids, [newest, middle, oldest], "newest first");
+        let first = &failed[0];
+        assert_eq!(
+            (
+                first.status.as_str(),
+                first.attempts,
+                first.last_error.as_deref()
+            ),
+            ("failed", 3, Some("third"))
+        );
+        assert_eq!(
+            (first.user_id.as_str(), first.processed_at),
+            ("user-1", None)
+        );
+        assert!(first.conversation_id.starts_with("conv-"), "{first:?}");
+        assert!(failed[1].accepted_at < first.accepted_at);
+        assert_eq!(count_listed(&db.pool, "failed").await, 3);
+
+        let page: Vec<_> = list(&db.pool, "failed", 1, 1).await;
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].processing_id, middle, "limit and offset");
+        assert!(list(&db.pool, "failed", 10, 3).await.is_empty());
+
+        let pending = list(&db.pool, "pending", 10, 0).await;
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (pending[0].processing_id, pending[0].attempts),
+            (retrying, 1)
+        );
+        assert!(
+            pending[0].next_attempt_at > pending[0].accepted_at,
+            "retried later"
+        );
+        assert_eq!(count_listed(&db.pool, "pending").await, 1);
+        assert_eq!(count_listed(&db.pool, "processed").await, 1);
+    });
+}
+
+#[test]
+fn a_scored_event_is_listed_as_pending() {
+    with_migrated_db(|db| async move {
+        let scored = new_event(&db.pool, "user-1").await;
+        sqlx::query("UPDATE conversation_events SET status = 'scored' WHERE processing_id = $1")
+            .bind(scored)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let pending = list(&db.pool, "pending", 10, 0).await;
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (pending[0].processing_id, pending[0].status.as_str()),
+            (scored, "pending")
+        );
+        assert_eq!(count_listed(&db.pool, "pending").await, 1);
+    });
+}
+
+#[test]
+fn a_selective_redrive_requeues_only_the_chosen_failed_events() {
+    with_migrated_db(|db| async move {
+        let chosen = new_event(&db.pool, "user-1").await;
+        let other = new_event(&db.pool, "user-1").await;
+        for id in [chosen, other] {
+            dead_letter(&db.pool, id, "dead").await;
+        }
+        let processed = new_event(&db.pool, "user-2").await;
+        mark_processed(&db.pool, processed).await;
+        let pending = new_event(&db.pool, "user-2").await;
+        let before = updated_at(&db.pool, pending).await;
+
+        let requeued =
+            redrive_selected(&db.pool, &[chosen, processed, pending, Uuid::new_v4()]).await;
+        assert_eq!(requeued, 1, "only the chosen failed event");
+        let event = get_event(&db.pool, chosen).await;
+        assert_eq!((event.status.as_str(), event.attempts), ("pending", 0));
+        assert!(due_in_seconds(&db.pool, chosen).await <= 0.0, "due now");
+        assert_eq!(get_event(&db.pool, other).await.status, "failed");
+        assert_eq!(get_event(&db.pool, processed).await.status, "processed");
+        assert_eq!(
+            updated_at(&db.pool, pending).await,
+            before,
+            "pending untouched"
+        );
+        assert_eq!(redrive_selected(&db.pool, &[]).await, 0, "an empty choice");
+    });
+}
+
 #[test]
 fn a_batch_claim_takes_the_oldest_due_events_up_to_its_limit_in_order() {
     with_migrated_db(|db| async move {

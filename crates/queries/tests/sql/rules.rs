@@ -96,12 +96,14 @@ fn answers_when_nothing_matches(name: &str) -> Value {
     let version = json!([{ "version": 1 }]);
     match name {
         "events::ANY_DUE" => json!([{ "due": false, "unfinished": false }]),
-        "mappings::COUNT" | "rejected::COUNT" => json!([{ "total": 0 }]),
+        "mappings::COUNT" | "rejected::COUNT" | "events::COUNT_EVENTS" => json!([{ "total": 0 }]),
         "mappings::CATALOGUE_VERSION" | "health::PROBE" => version,
         // Outside a transaction that wrote or locked.
         "session::CLEAN" => json!([{ "clean": true }]),
         // The version is always there; no such user, and a stranger's (empty) agents.
-        "friendship::SUGGESTION_INPUTS" => json!([{ "version": 1, "status": null, "agents": "[]" }]),
+        "friendship::SUGGESTION_INPUTS" => {
+            json!([{ "version": 1, "status": null, "agents": "[]" }])
+        }
         _ => json!([]),
     }
 }

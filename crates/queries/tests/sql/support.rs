@@ -43,6 +43,7 @@ pub const WRITES: &[(&str, &Write)] = &[
     ("events::RECORD_FAILURE", &events::RECORD_FAILURE),
     ("events::MARK_UNPROCESSABLE", &events::MARK_UNPROCESSABLE),
     ("events::REDRIVE", &events::REDRIVE),
+    ("events::REDRIVE_SELECTED", &events::REDRIVE_SELECTED),
     ("friendship::ENSURE_USERS", &friendship::ENSURE_USERS),
     ("friendship::APPLY_CHANGES", &friendship::APPLY_CHANGES),
     ("mappings::INSERT", &friendship_queries::mappings::INSERT),

@@ -142,6 +142,28 @@ const SIGNATURES: &[Signature] = &[
         ],
     },
     Signature {
+        name: "events::LIST_EVENTS",
+        kind: Kind::Read(&events::LIST_EVENTS),
+        parameters: &["TEXT", "INT8", "INT8"],
+        columns: &[
+            ("processing_id", "UUID"),
+            ("conversation_id", "TEXT"),
+            ("user_id", "TEXT"),
+            ("status", "TEXT"),
+            ("attempts", "INT4"),
+            ("last_error", "TEXT"),
+            ("accepted_at", "TIMESTAMP"),
+            ("processed_at", "TIMESTAMP"),
+            ("next_attempt_at", "TIMESTAMP"),
+        ],
+    },
+    Signature {
+        name: "events::COUNT_EVENTS",
+        kind: Kind::Read(&events::COUNT_EVENTS),
+        parameters: &["TEXT"],
+        columns: &[("total", "INT8")],
+    },
+    Signature {
         name: "session::CLEAN",
         kind: Kind::Read(&session::CLEAN),
         parameters: &[],
@@ -193,6 +215,12 @@ const SIGNATURES: &[Signature] = &[
         name: "events::REDRIVE",
         kind: Kind::Write(&events::REDRIVE),
         parameters: &["FLOAT8"],
+        columns: &[],
+    },
+    Signature {
+        name: "events::REDRIVE_SELECTED",
+        kind: Kind::Write(&events::REDRIVE_SELECTED),
+        parameters: &["TEXT"],
         columns: &[],
     },
     // friendship
