@@ -6,6 +6,9 @@
 # whole workspace's tests (domain, SQL, edge, migrator, and the end-to-end
 # suite that runs the built .wasm components). The end-to-end suite runs
 # twice: with the test host imitating Spin 4.0 (the default), then Spin 3.6.
+# Then, outside cargo: the README's run command on private servers
+# (scripts/check-run.sh), the HTTP contract fuzzed from openapi.json
+# (scripts/contract.sh) and the Kubernetes manifests (deploy/check.sh).
 #
 #   bash scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -38,11 +41,14 @@ SPIN_COMPAT=3.6 cargo test --locked -p e2e --test e2e "$@" 2>&1 | tee -a "$log" 
 echo "test.sh: the README's run command on private servers (scripts/check-run.sh)" >&2
 run_check=ok
 bash scripts/check-run.sh || { status=$?; run_check=FAILED; }
+echo "test.sh: the HTTP contract (scripts/contract.sh: schemathesis against openapi.json)" >&2
+contract_check=ok
+bash scripts/contract.sh || { status=$?; contract_check=FAILED; }
 echo "test.sh: the Kubernetes manifests (deploy/check.sh)" >&2
 deploy_check=ok
 bash deploy/check.sh || { status=$?; deploy_check=FAILED; }
 # One closing line for the whole run, over every test binary's summary.
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "workspace: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
-echo "run command (scripts/check-run.sh): $run_check; manifests (deploy/check.sh): $deploy_check"
+echo "run command (scripts/check-run.sh): $run_check; contract (scripts/contract.sh): $contract_check; manifests (deploy/check.sh): $deploy_check"
 exit "$status"

@@ -40,6 +40,20 @@ pub(crate) fn json_finite(value: &Value, field: &str) -> Result<f64, ValidationE
         .ok_or_else(|| ValidationError::new(field, format!("{field} must be a finite number")))
 }
 
+/// Reads a non-negative whole JSON number: an integer, or a number with no
+/// fractional part (`8.0`), as JSON and JSON Schema do not tell `8` and `8.0`
+/// apart. `None` for anything else, a whole number above 2^53 written as a
+/// float included (it may not be the number the client wrote).
+pub(crate) fn json_whole(value: &Value) -> Option<u64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n <= EXACT)
+            .map(|n| n as u64)
+    })
+}
+
 /// Reads a JSON boolean, or says that `field` must be one.
 pub(crate) fn json_bool(value: &Value, field: &str) -> Result<bool, ValidationError> {
     value
@@ -141,5 +155,29 @@ mod tests {
         assert_eq!(err.field, "context.is_birthday");
         assert!(json_finite(&Value::from("1"), "x").is_err());
         assert_eq!(json_finite(&Value::from(3), "x"), Ok(3.0));
+    }
+
+    #[test]
+    fn a_whole_number_may_be_written_with_a_zero_fraction() {
+        for (json, expected) in [
+            ("0", Some(0)),
+            ("8", Some(8)),
+            ("8.0", Some(8)),
+            ("26842.0", Some(26842)),
+            ("1e3", Some(1000)),
+            ("-0.0", Some(0)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("9007199254740992.0", Some(9_007_199_254_740_992)),
+            ("9007199254740994.0", None),
+            ("8.5", None),
+            ("-1", None),
+            ("-1.0", None),
+            ("\"8\"", None),
+            ("null", None),
+            ("true", None),
+        ] {
+            let value: Value = serde_json::from_str(json).unwrap();
+            assert_eq!(json_whole(&value), expected, "{json}");
+        }
     }
 }

@@ -5,12 +5,10 @@
 //! Decoding is strict: unknown fields are refused and every value is
 //! validated, with a message naming its field path (`metadata.total_turns`).
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::error::{string_enum, ValidationError};
+use crate::error::{json_whole, string_enum, ValidationError};
 use crate::ids::{ConversationId, TopicName, UserId};
 
 string_enum! {
@@ -39,7 +37,8 @@ pub const MAX_COUNT: u32 = 1_000_000;
 pub const MAX_TOPICS: usize = 50;
 
 /// A count of turns, questions or memories: an integer in `0..=1_000_000`.
-/// Decodes only from a JSON integer: `1.0`, `-1`, `"1"` are refused.
+/// Decodes from a whole JSON number (`12`, or `12.0`, the same number to
+/// JSON); `1.5`, `-1`, `"1"` are refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(try_from = "Value")]
 pub struct Count(u32);
@@ -61,9 +60,7 @@ impl Count {
     }
 
     pub(crate) fn from_json(value: &Value, field: &str) -> Result<Self, ValidationError> {
-        value
-            .as_u64()
-            .map_or_else(|| Err(Self::error(field)), |n| Self::new_as(n, field))
+        json_whole(value).map_or_else(|| Err(Self::error(field)), |n| Self::new_as(n, field))
     }
 
     fn error(field: &str) -> ValidationError {
@@ -103,8 +100,9 @@ pub struct ConversationEnd {
 /// What a conversation contained. Serialises to its normalised form (every
 /// default written out, topics in the order given), which is the payload
 /// stored in Postgres: two posts that differ only by an omitted default
-/// serialise identically. Invariants: at most [`MAX_TOPICS`] topics, with
-/// distinct (trimmed) names.
+/// serialise identically. Invariant: at most [`MAX_TOPICS`] topics. A topic
+/// may be named more than once: its entries add up when scored
+/// ([`crate::topic_updates`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "MetadataWire")]
 pub struct ConversationMetadata {
@@ -126,18 +124,6 @@ impl ConversationMetadata {
                 FIELD,
                 format!("{FIELD} must have at most {MAX_TOPICS} entries"),
             ));
-        }
-        let mut seen = BTreeSet::new();
-        for topic in &self.topics {
-            if !seen.insert(topic.name.as_str()) {
-                return Err(ValidationError::new(
-                    FIELD,
-                    format!(
-                        "{FIELD} names must be unique, but '{}' appears twice",
-                        topic.name
-                    ),
-                ));
-            }
         }
         Ok(())
     }
@@ -476,18 +462,17 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn topic_names_must_be_unique_after_trimming() {
+    fn a_topic_named_twice_is_kept_twice() {
         let json = EXAMPLE.replacen(
             r#"[{"name": "music", "turns": 8, "user_questions": 1}]"#,
             r#"[{"name": "music", "turns": 8, "user_questions": 1},
                 {"name": " music ", "turns": 1, "user_questions": 0}]"#,
             1,
         );
-        let err = decode(&json).unwrap_err();
-        assert!(
-            err.contains("metadata.topics names must be unique, but 'music' appears twice"),
-            "{err}"
-        );
+        let topics = decode(&json).unwrap().metadata.topics;
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["music", "music"]);
+        assert_eq!((topics[0].turns.get(), topics[1].turns.get()), (8, 1));
     }
 
     #[test]
@@ -536,9 +521,13 @@ pub(crate) mod tests {
             serde_json::from_str::<Count>("1000000").unwrap().get(),
             1_000_000
         );
-        for bad in ["1000001", "-1", "1.0", "\"1\"", "null"] {
+        for bad in ["1000001", "1000001.0", "-1", "1.5", "\"1\"", "null"] {
             assert!(serde_json::from_str::<Count>(bad).is_err(), "{bad}");
         }
+        // JSON does not tell 12 from 12.0: both are the count 12.
+        assert_eq!(serde_json::from_str::<Count>("12.0").unwrap().get(), 12);
+        let end = decode(&EXAMPLE.replacen(r#""total_turns": 12"#, r#""total_turns": 12.0"#, 1));
+        assert_eq!(end.unwrap(), decode(EXAMPLE).unwrap());
         assert!(Count::new(u64::MAX).is_err());
     }
 

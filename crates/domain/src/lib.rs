@@ -14,7 +14,9 @@
 //! - [`retry`]: the scorer's backoff with full jitter;
 //! - [`error`]: `ValidationError`, naming the offending field;
 //! - `text` (private): the one check of client-supplied strings (length,
-//!   whitespace, no U+0000, which Postgres `TEXT` cannot hold).
+//!   whitespace, no U+0000, which Postgres `TEXT` cannot hold);
+//! - `timestamp` (private): RFC 3339 timestamps, read exactly as RFC 3339
+//!   (and JSON Schema's `date-time`) define them.
 //!
 //! All wire types decode strictly (unknown fields refused, values validated
 //! during deserialisation), and selection takes its random source as an
@@ -31,6 +33,7 @@ pub mod scoring;
 pub mod selection;
 pub mod streak;
 mod text;
+mod timestamp;
 
 pub use agent::{Agent, AgentFields, AgentType, GreetingTrigger, Weight, MAX_WEIGHT};
 pub use candidates::{

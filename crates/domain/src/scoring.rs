@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{json_finite, ValidationError};
+use crate::error::{json_finite, json_whole, ValidationError};
 use crate::event::{ConversationMetadata, Count, Emotion, MAX_COUNT};
 use crate::level::floor_score;
+use crate::timestamp::{client_timestamp, stored_timestamp};
 
 /// Score points per conversation turn (overall and per topic).
 pub const POINTS_PER_TURN: f64 = 0.5;
@@ -71,8 +72,9 @@ pub fn validate_score_change(value: f64, field: &str) -> Result<f64, ValidationE
 /// A change to one topic's metrics: add `score_change` points and
 /// `turns_increment` turns, and set `last_date`. Also the wire form of the
 /// values of `/friendship/update`'s `topic_metrics_update` (strict:
-/// finite `score_change` within ±1e9, `turns_increment` an integer in
-/// `0..=1_000_000`, `last_date` RFC 3339).
+/// finite `score_change` within ±1e9, `turns_increment` a whole number in
+/// `0..=1_000_000`, `last_date` RFC 3339 written with a year from 0001 to
+/// 9998).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "TopicUpdateWire")]
 pub struct TopicUpdate {
@@ -101,9 +103,7 @@ impl TryFrom<TopicUpdateWire> for TopicUpdate {
             })?,
             "score_change",
         )?;
-        let turns_increment = wire
-            .turns_increment
-            .as_u64()
+        let turns_increment = json_whole(&wire.turns_increment)
             .filter(|n| *n <= u64::from(MAX_COUNT))
             .ok_or_else(|| {
                 ValidationError::new(
@@ -111,7 +111,7 @@ impl TryFrom<TopicUpdateWire> for TopicUpdate {
                     format!("turns_increment must be an integer between 0 and {MAX_COUNT}"),
                 )
             })?;
-        let last_date = parse_timestamp(&wire.last_date, "last_date")?;
+        let last_date = client_timestamp(&wire.last_date, "last_date")?;
         Ok(TopicUpdate {
             score_change,
             turns_increment,
@@ -120,37 +120,26 @@ impl TryFrom<TopicUpdateWire> for TopicUpdate {
     }
 }
 
-fn parse_timestamp(value: &Value, field: &str) -> Result<DateTime<Utc>, ValidationError> {
-    value
-        .as_str()
-        .and_then(|raw| DateTime::parse_from_rfc3339(raw).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| {
-            ValidationError::new(
-                field,
-                format!("{field} must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"),
-            )
-        })
-}
-
 /// Per-topic changes of one conversation, keyed by topic name: per topic
 /// `score_change = turns*0.5 + user_questions*3`, `turns_increment = turns`,
-/// `last_date = now`.
+/// `last_date = now`. A topic named more than once adds up its entries.
 pub fn topic_updates(
     m: &ConversationMetadata,
     now: DateTime<Utc>,
 ) -> BTreeMap<String, TopicUpdate> {
-    m.topics
-        .iter()
-        .map(|topic| {
-            let update = TopicUpdate {
-                score_change: engagement_points(topic.turns, topic.user_questions),
-                turns_increment: u64::from(topic.turns.get()),
+    let mut updates: BTreeMap<String, TopicUpdate> = BTreeMap::new();
+    for topic in &m.topics {
+        let update = updates
+            .entry(topic.name.as_str().to_owned())
+            .or_insert(TopicUpdate {
+                score_change: 0.0,
+                turns_increment: 0,
                 last_date: now,
-            };
-            (topic.name.as_str().to_owned(), update)
-        })
-        .collect()
+            });
+        update.score_change += engagement_points(topic.turns, topic.user_questions);
+        update.turns_increment += u64::from(topic.turns.get());
+    }
+    updates
 }
 
 /// A user's accumulated engagement with one topic, as stored in
@@ -182,19 +171,10 @@ impl TryFrom<TopicMetricWire> for TopicMetric {
         let score = json_finite(&wire.score, "score")?;
         // Postgres numeric arithmetic on JSONB may render a whole number as
         // `8.0`; that is still an exact count, so it is accepted.
-        let total_turns = wire
-            .total_turns
-            .as_u64()
-            .or_else(|| {
-                wire.total_turns
-                    .as_f64()
-                    .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n <= 2f64.powi(53))
-                    .map(|n| n as u64)
-            })
-            .ok_or_else(|| {
-                ValidationError::new("total_turns", "total_turns must be a non-negative integer")
-            })?;
-        let last_date = parse_timestamp(&wire.last_date, "last_date")?;
+        let total_turns = json_whole(&wire.total_turns).ok_or_else(|| {
+            ValidationError::new("total_turns", "total_turns must be a non-negative integer")
+        })?;
+        let last_date = stored_timestamp(&wire.last_date, "last_date")?;
         Ok(TopicMetric {
             score,
             total_turns,
@@ -336,12 +316,46 @@ mod tests {
     }
 
     #[test]
+    fn a_topic_named_twice_adds_up_its_entries() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let mut m = metadata(12, 2, Emotion::Happy, 0);
+        let topic = |name: &str, turns, questions| TopicTurns {
+            name: TopicName::parse(name).unwrap(),
+            turns: Count::new(turns).unwrap(),
+            user_questions: Count::new(questions).unwrap(),
+        };
+        m.topics = vec![
+            topic("music", 8, 1),
+            topic("space", 3, 0),
+            topic(" music ", 1_000_000, 2),
+        ];
+        let updates = topic_updates(&m, now);
+        assert_eq!(
+            updates["music"],
+            TopicUpdate {
+                score_change: 7.0 + 500_006.0,
+                turns_increment: 1_000_008,
+                last_date: now
+            }
+        );
+        assert_eq!(updates.len(), 2);
+    }
+
+    #[test]
     fn a_topic_update_decodes_strictly() {
         let ok = r#"{"score_change": -2.5, "turns_increment": 3, "last_date": "2026-11-22T12:00:00+02:00"}"#;
         let update: TopicUpdate = serde_json::from_str(ok).unwrap();
         assert_eq!(
             update.last_date,
             Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+        );
+        // JSON does not tell 26842 from 26842.0; -00:19 is an offset like any other.
+        let whole = r#"{"score_change": 1, "turns_increment": 26842.0, "last_date": "2026-11-22T10:00:00-00:19"}"#;
+        let update: TopicUpdate = serde_json::from_str(whole).unwrap();
+        assert_eq!(update.turns_increment, 26842);
+        assert_eq!(
+            update.last_date,
+            Utc.with_ymd_and_hms(2026, 11, 22, 10, 19, 0).unwrap()
         );
         for (bad, expected) in [
             (
@@ -362,6 +376,14 @@ mod tests {
             ),
             (
                 r#"{"score_change": 1, "turns_increment": 1, "last_date": "yesterday"}"#,
+                "last_date must be an RFC 3339 timestamp",
+            ),
+            (
+                r#"{"score_change": 1, "turns_increment": 1, "last_date": "9999-12-31T23:59:59-00:19"}"#,
+                "last_date must be an RFC 3339 timestamp with a year from 0001 to 9998",
+            ),
+            (
+                r#"{"score_change": 1, "turns_increment": 1, "last_date": "2026-11-22 10:00:00Z"}"#,
                 "last_date must be an RFC 3339 timestamp",
             ),
             (

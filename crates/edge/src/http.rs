@@ -304,7 +304,9 @@ fn query_error(path: &str, message: String) -> ApiError {
     ApiError::validation(path, message)
 }
 
-/// Percent-decodes a path segment.
+/// Percent-decodes a path segment (RFC 3986): `%XX` is a byte, anything else,
+/// `+` included, is itself (`+` is a space only in a query string); a `%` not
+/// followed by two hex digits stays, and invalid UTF-8 is replaced.
 fn percent_decode(raw: &str) -> String {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -312,7 +314,6 @@ fn percent_decode(raw: &str) -> String {
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match bytes[i] {
-            b'+' => out.push(b' '),
             b'%' => {
                 match (
                     bytes.get(i + 1).and_then(|b| hex(*b)),
@@ -610,6 +611,17 @@ mod tests {
     fn path_segments_are_percent_decoded() {
         assert_eq!(percent_decode("x%20y"), "x y");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%C3%A9%2b"), "é+");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn a_plus_in_a_path_is_a_plus_not_a_space() {
+        assert_eq!(percent_decode("+007"), "+007");
+        assert_eq!(percent_decode("a+b%2B"), "a+b+");
+        let params =
+            match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings/+7").unwrap();
+        assert_eq!(params, vec![("id", "+7".to_string())]);
     }
 
     #[derive(Deserialize, Debug, PartialEq)]

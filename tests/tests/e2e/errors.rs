@@ -104,6 +104,44 @@ fn wrong_missing_unknown_and_out_of_range_fields_name_the_field() {
     });
 }
 
+/// A `last_date` that is not an RFC 3339 `date-time`, or whose UTC form would
+/// leave four-digit years (once a 500), is a 400 that changes nothing.
+#[test]
+fn a_timestamp_rfc_3339_or_its_utc_form_cannot_hold_is_refused() {
+    run(async {
+        let env = shared().await;
+        let t = env.token("svc", "service");
+        let u = user("when");
+        for last_date in [
+            "0000-01-01T00:00:00+00:19",
+            "9999-12-31T23:59:59-00:19",
+            "2026-11-22 10:00:00Z",
+            "2026-11-22T10:59:60Z",
+            "2026-11-22T10:00:00+24:00",
+        ] {
+            let body = json!({"user_id": u, "friendship_score_change": 1,
+                "topic_metrics_update": {"music": {"score_change": 1, "turns_increment": 1,
+                                                   "last_date": last_date}}});
+            let resp = env.update(&t, &body).await;
+            resp.expect_error(400, "validation_error");
+            assert_eq!(
+                resp.json["details"]["field"], "topic_metrics_update.music",
+                "{last_date}: {}",
+                resp.text
+            );
+            assert!(
+                resp.json["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("last_date must be an RFC 3339 timestamp"),
+                "{last_date}: {}",
+                resp.text
+            );
+        }
+        env.status(&t, &u).await.expect_error(404, "not_found");
+    });
+}
+
 #[test]
 fn missing_malformed_expired_and_badly_signed_tokens_are_unauthorized() {
     run(async {

@@ -42,6 +42,8 @@ fn the_openapi_document_is_served_and_names_every_route() {
             "/api/v1/agent-mappings",
             "/api/v1/agent-mappings/{id}",
             "/api/v1/admin/events/redrive",
+            "/api/v1/admin/events",
+            "/api/v1/admin/rejected-messages",
             "/api/v1/admin/cache/stats",
         ] {
             assert!(
@@ -67,6 +69,25 @@ fn a_client_request_id_is_echoed_and_one_is_made_otherwise() {
         assert_eq!(echoed.header("x-request-id"), Some("trace-42"));
         let made = env.raw("GET", "/health", &[], Vec::new()).await;
         assert!(uuid::Uuid::parse_str(made.header("x-request-id").unwrap()).is_ok());
+        // An id that cannot be used is replaced, never refused.
+        for unusable in [
+            "a b",
+            "\u{e9}t\u{e9}",
+            "\u{d7}\u{f8}\u{9b}",
+            &"r".repeat(129),
+        ] {
+            let resp = env
+                .raw(
+                    "GET",
+                    "/health/live",
+                    &[("x-request-id", unusable.to_string())],
+                    Vec::new(),
+                )
+                .await;
+            resp.expect(200);
+            let id = resp.header("x-request-id").unwrap();
+            assert!(uuid::Uuid::parse_str(id).is_ok(), "{unusable:?}: {id}");
+        }
     });
 }
 
@@ -85,6 +106,18 @@ fn an_event_shows_its_state_to_its_user() {
             .wait_for_event(&id, "processed", Duration::from_secs(15))
             .await;
         assert_eq!(shown["processing_id"], id.as_str());
+        // The same UUID in its simple, braced and URN forms names the same event.
+        let uuid = uuid::Uuid::parse_str(&id).unwrap();
+        for form in [
+            uuid.simple().to_string(),
+            format!("%7B{id}%7D"),
+            format!("urn:uuid:{id}"),
+            id.to_uppercase(),
+        ] {
+            let resp = env.event(&token, &form).await;
+            resp.expect(200);
+            assert_eq!(resp.json["processing_id"], id.as_str(), "{form}");
+        }
         assert_eq!(shown["conversation_id"], body["conversation_id"]);
         assert!(shown["last_error"].is_null());
         for field in ["accepted_at", "processed_at"] {
@@ -172,6 +205,34 @@ fn operators_create_read_list_replace_and_soft_delete_mappings() {
             .await;
         deleted.expect(200);
         assert_eq!(deleted.json["is_active"], false);
+        // A soft delete: the mapping is still served, inactive. A `+` in the
+        // path is a plus (`+7` is 7), not a space.
+        for path_id in [
+            id.to_string(),
+            format!("+{id}"),
+            format!("%2B{id}"),
+            format!("00{id}"),
+        ] {
+            let fetched = env
+                .call(
+                    "GET",
+                    &format!("/api/v1/agent-mappings/{path_id}"),
+                    Some(&admin),
+                    None,
+                )
+                .await;
+            fetched.expect(200);
+            assert_eq!(fetched.json["id"], id, "{path_id}");
+            assert_eq!(fetched.json["is_active"], false, "{path_id}");
+        }
+        env.call(
+            "GET",
+            &format!("/api/v1/agent-mappings/%20{id}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .expect_error(404, "not_found");
         let inactive = env
             .call(
                 "GET",
@@ -209,5 +270,101 @@ fn a_redrive_with_nothing_to_do_requeues_nothing() {
         resp.expect(200);
         assert_eq!(resp.json["requeued"], 0);
         env.shutdown().await;
+    });
+}
+
+/// What openapi.json allows is accepted, even in its less usual forms: a
+/// whole number written with a fraction, a topic named twice (its entries add
+/// up), any RFC 3339 offset.
+#[test]
+fn the_less_usual_forms_the_document_allows_are_accepted() {
+    run(async {
+        let env = shared().await;
+        let service = env.token("svc", "service");
+        let u = user("forms");
+        let mut body = conversation(
+            &u,
+            12,
+            1,
+            "happy",
+            0,
+            json!([{"name": "music", "turns": 2, "user_questions": 0},
+                   {"name": " music ", "turns": 3, "user_questions": 1}]),
+        );
+        let first = env.end_conversation(&service, &body).await;
+        first.expect(202);
+        let id = first.json["processing_id"].as_str().unwrap().to_string();
+        // 12.0 is the number 12: the same payload, the same event.
+        body["metadata"]["total_turns"] = json!(12.0);
+        let again = env.end_conversation(&service, &body).await;
+        again.expect(202);
+        assert_eq!(again.json["processing_id"], id.as_str());
+        env.wait_for_event(&id, "processed", Duration::from_secs(15))
+            .await;
+        let status = env.status(&service, &u).await;
+        status.expect(200);
+        let music = &status.json["topic_metrics"]["music"];
+        assert_eq!(music["total_turns"], 5, "{}", status.text);
+        assert_eq!(
+            music["score"],
+            2.0 * 0.5 + 3.0 * 0.5 + 3.0,
+            "{}",
+            status.text
+        );
+
+        let updated = env
+            .update(
+                &service,
+                &json!({"user_id": u, "friendship_score_change": 1,
+                        "topic_metrics_update": {"space": {"score_change": 1.5,
+                            "turns_increment": 26842.0, "last_date": "2026-11-22T10:00:00-00:19"}}}),
+            )
+            .await;
+        updated.expect(200);
+        let space = &updated.json["topic_metrics"]["space"];
+        assert_eq!(space["total_turns"], 26842, "{}", updated.text);
+        assert_eq!(
+            space["last_date"], "2026-11-22T10:19:00Z",
+            "{}",
+            updated.text
+        );
+
+        // Of two keys equal once trimmed, the one whose untrimmed key sorts
+        // last applies, whatever their order in the body.
+        let headers = [
+            ("authorization", format!("Bearer {service}")),
+            ("content-type", "application/json".to_string()),
+        ];
+        for (order, expected) in [(["music", " music"], 5 + 2), ([" music", "music"], 5 + 4)] {
+            let entries: Vec<String> = order
+                .iter()
+                .map(|key| {
+                    let turns = if *key == "music" { 2 } else { 7 };
+                    format!(
+                        r#""{key}": {{"score_change": 0, "turns_increment": {turns},
+                                      "last_date": "2026-11-22T10:00:00Z"}}"#
+                    )
+                })
+                .collect();
+            let body = format!(
+                r#"{{"user_id": "{u}", "friendship_score_change": 0,
+                    "topic_metrics_update": {{{}}}}}"#,
+                entries.join(", ")
+            );
+            let resp = env
+                .raw(
+                    "POST",
+                    "/api/v1/friendship/update",
+                    &headers,
+                    body.into_bytes(),
+                )
+                .await;
+            resp.expect(200);
+            assert_eq!(
+                resp.json["topic_metrics"]["music"]["total_turns"], expected,
+                "{order:?}: {}",
+                resp.text
+            );
+        }
     });
 }
