@@ -1,0 +1,121 @@
+//! The route table: a request's path matched against `:name` patterns
+//! (literal segments first; parameters percent-decoded as RFC 3986 says).
+
+use spin_sdk::http::Method;
+
+use super::Handler;
+
+/// One line of a component's route table. Patterns are literal segments and
+/// `:name` parameters, e.g. `/api/v1/agent-mappings/:id`.
+pub struct Route {
+    pub method: Method,
+    pub pattern: &'static str,
+    pub name: &'static str,
+    pub handler: Handler,
+    /// Its successful answers get a log line. Off for the liveness probe,
+    /// which an orchestrator calls every few seconds: its lines would drown
+    /// the log and cost every probe a write (failures are still logged).
+    pub logged: bool,
+}
+
+impl Route {
+    pub const fn new(
+        method: Method,
+        pattern: &'static str,
+        name: &'static str,
+        handler: Handler,
+    ) -> Self {
+        Route {
+            method,
+            pattern,
+            name,
+            handler,
+            logged: true,
+        }
+    }
+
+    /// The same route, whose successful answers are not logged.
+    pub const fn unlogged(mut self) -> Self {
+        self.logged = false;
+        self
+    }
+}
+
+/// Matches a path against a pattern, returning its parameters.
+pub(super) fn match_pattern(
+    pattern: &'static str,
+    path: &str,
+) -> Option<Vec<(&'static str, String)>> {
+    let mut params = Vec::new();
+    let mut pattern_segments = pattern.trim_end_matches('/').split('/');
+    let mut path_segments = path.trim_end_matches('/').split('/');
+    loop {
+        match (pattern_segments.next(), path_segments.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) if p.starts_with(':') => {
+                if s.is_empty() {
+                    return None;
+                }
+                params.push((&p[1..], percent_decode(s)));
+            }
+            (Some(p), Some(s)) if p == s => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Percent-decodes a path segment (RFC 3986): `%XX` is a byte, anything
+/// else, `+` included, is itself (`+` is a space only in a query string); a
+/// `%` not followed by two hex digits stays, and invalid UTF-8 is replaced.
+fn percent_decode(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// A method's name, for `Allow`.
+pub(super) fn method_name(method: &Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Patch => "PATCH",
+        Method::Head => "HEAD",
+        Method::Options => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_captures_its_parameters() {
+        let params =
+            match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings/42").unwrap();
+        assert_eq!(params, vec![("id", "42".to_string())]);
+        assert!(match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings").is_none());
+        assert!(
+            match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings/1/x").is_none()
+        );
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(percent_decode("x%20y"), "x y");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%C3%A9%2b"), "é+");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn a_plus_in_a_path_is_a_plus_not_a_space() {
+        assert_eq!(percent_decode("+007"), "+007");
+        assert_eq!(percent_decode("a+b%2B"), "a+b+");
+        let params =
+            match_pattern("/api/v1/agent-mappings/:id", "/api/v1/agent-mappings/+7").unwrap();
+        assert_eq!(params, vec![("id", "+7".to_string())]);
+    }
+}
