@@ -63,24 +63,6 @@ trap 'exit 130' INT TERM
 
 log() { echo "bench: $*" >&2; }
 
-# Waits until URL answers 200, while the process PID lives, for START_TIMEOUT s.
-wait_for() {
-    local url=$1 pid=$2 what=$3 deadline=$((SECONDS + START_TIMEOUT))
-    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url" || true)" == 200 ]]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$what exited before answering at $url; its output ends with:"
-            tail -n 30 "$out/$what.log" >&2 || true
-            exit 1
-        fi
-        if ((SECONDS >= deadline)); then
-            log "$what did not answer 200 at $url within ${START_TIMEOUT}s"
-            tail -n 30 "$out/$what.log" >&2 || true
-            exit 1
-        fi
-        sleep 1
-    done
-}
-
 given_database_url=${DATABASE_URL:-}
 ensure_services
 if [[ -z "$given_database_url" ]]; then
@@ -119,9 +101,9 @@ log "serving the app on http://$app_listen (scripts/run.sh)"
 LISTEN=$app_listen SPIN_LOG_DIR="$root/$out/logs" bash scripts/run.sh >"$out/app.log" 2>&1 &
 app_pid=$!
 
-wait_for "http://$baseline_listen/" "$baseline_pid" baseline
-wait_for "http://$app_listen/health/live" "$app_pid" app
-wait_for "http://$app_listen/health" "$app_pid" app
+services_wait_for_200 "http://$baseline_listen/" "$baseline_pid" "$out/baseline.log" "$START_TIMEOUT"
+services_wait_for_200 "http://$app_listen/health/live" "$app_pid" "$out/app.log" "$START_TIMEOUT"
+services_wait_for_200 "http://$app_listen/health" "$app_pid" "$out/app.log" "$START_TIMEOUT"
 log "both answer; measuring"
 
 {

@@ -100,24 +100,8 @@ LISTEN=$listen SPIN_LOG_DIR="$root/$out/logs" SERVICES_FORCE_PRIVATE=0 \
     bash scripts/run.sh >"$out/app.log" 2>&1 &
 app_pid=$!
 
-wait_for() {
-    local url=$1 deadline=$((SECONDS + START_TIMEOUT))
-    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url" || true)" == 200 ]]; do
-        if ! kill -0 "$app_pid" 2>/dev/null; then
-            log "the app exited before answering at $url; its output ends with:"
-            tail -n 30 "$out/app.log" >&2 || true
-            exit 1
-        fi
-        if ((SECONDS >= deadline)); then
-            log "the app did not answer 200 at $url within ${START_TIMEOUT}s; its output ends with:"
-            tail -n 30 "$out/app.log" >&2 || true
-            exit 1
-        fi
-        sleep 1
-    done
-}
-wait_for "$base/health/live"
-wait_for "$base/health"
+services_wait_for_200 "$base/health/live" "$app_pid" "$out/app.log" "$START_TIMEOUT"
+services_wait_for_200 "$base/health" "$app_pid" "$out/app.log" "$START_TIMEOUT"
 
 token=$(python3 scripts/token.py --sub contract-admin --role admin --ttl 3600)
 

@@ -53,6 +53,27 @@ services_apt_install() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
+# Waits until URL answers 200 while the process PID lives, for at most
+# TIMEOUT seconds; otherwise says why, shows the end of LOG (that process's
+# output) and fails.
+services_wait_for_200() {
+    local url=$1 pid=$2 log=$3 timeout=$4
+    local deadline=$((SECONDS + timeout))
+    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url" || true)" == 200 ]]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            services_log "the process serving $url exited before answering 200; its output ends with:"
+            tail -n 30 "$log" >&2 || true
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            services_log "$url did not answer 200 within ${timeout}s; the output ends with:"
+            tail -n 30 "$log" >&2 || true
+            return 1
+        fi
+        sleep 1
+    done
+}
+
 # Prints a TCP port nobody listens on at 127.0.0.1.
 services_free_port() {
     if command -v python3 >/dev/null; then

@@ -475,6 +475,18 @@ fn a_postgres_restart_mid_stream_loses_nothing_and_counts_nothing_twice() {
     });
 }
 
+/// `GET /health` and how long it took (it must answer within 10 s at all).
+async fn timed_health(env: &Env) -> (Resp, Duration) {
+    let started = Instant::now();
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        env.call("GET", "/health", None, None),
+    )
+    .await
+    .expect("/health answered");
+    (resp, started.elapsed())
+}
+
 /// The key-value store's server is named by `kv_host` (the runtime config
 /// holds its URL, which a component cannot read): frozen or gone, `/health`
 /// reports `cache` down within its budget while the other dependencies stay
@@ -484,16 +496,7 @@ fn a_postgres_restart_mid_stream_loses_nothing_and_counts_nothing_twice() {
 fn health_reports_the_key_value_server_down_in_time_when_it_hangs_or_is_gone() {
     run(async {
         let env = isolated_with_own_kv().await;
-        let health = || async {
-            let started = Instant::now();
-            let resp = tokio::time::timeout(
-                Duration::from_secs(10),
-                env.call("GET", "/health", None, None),
-            )
-            .await
-            .expect("/health answered");
-            (resp, started.elapsed())
-        };
+        let health = || timed_health(&env);
         let down_in_time = |(resp, took): (Resp, Duration)| {
             assert!(took < Duration::from_secs(5), "took {took:?}");
             resp.expect_error(503, "service_unavailable");
@@ -520,16 +523,7 @@ fn health_reports_the_key_value_server_down_in_time_when_it_hangs_or_is_gone() {
 fn health_answers_within_five_seconds_when_a_dependency_hangs() {
     run(async {
         let env = Env::private(HashMap::new()).await;
-        let health = || async {
-            let started = Instant::now();
-            let resp = tokio::time::timeout(
-                Duration::from_secs(10),
-                env.call("GET", "/health", None, None),
-            )
-            .await
-            .expect("/health answered");
-            (resp, started.elapsed())
-        };
+        let health = || timed_health(&env);
         let (ok, _) = health().await;
         ok.expect(200);
 

@@ -130,24 +130,17 @@ where
 /// As [`isolated`], with the key-value store on a private Redis of its own
 /// (`servers.kv`), for tests that pause or stop it alone.
 pub async fn isolated_with_own_kv() -> Env {
-    let redis = PrivateRedis::start();
-    let kv = PrivateRedis::start();
-    let database = fresh_database(&admin_database_url()).await;
-    Env::start(
-        database,
-        redis.url(),
-        HashMap::new(),
-        Servers {
-            redis: Some(redis),
-            postgres: None,
-            kv: Some(kv),
-        },
-    )
-    .await
+    isolated_with(Some(PrivateRedis::start()), true).await
 }
 
 /// As [`isolated`], without the ticker: only doorbells wake the scorers.
 pub async fn isolated_without_ticker() -> Env {
+    isolated_with(None, false).await
+}
+
+/// A fresh database, a private Redis, and `kv` for the key-value store when
+/// given; the ticker runs when `ticker`.
+async fn isolated_with(kv: Option<PrivateRedis>, ticker: bool) -> Env {
     let redis = PrivateRedis::start();
     let database = fresh_database(&admin_database_url()).await;
     Env::start_with(
@@ -157,9 +150,9 @@ pub async fn isolated_without_ticker() -> Env {
         Servers {
             redis: Some(redis),
             postgres: None,
-            kv: None,
+            kv,
         },
-        false,
+        ticker,
     )
     .await
 }
