@@ -20,7 +20,7 @@ spin-operator's SpinApp definition, offline. Run it through deploy/check.sh.
   - every Secret, ConfigMap and key referenced exists (Secrets: as
     deploy/secrets.sh creates them); every label selector selects the pods of
     exactly one workload; the PodMonitor scrapes only HTTP pods on the
-    operator's port name; probes are /health/live and /health on the HTTP
+    operator's port name, with the app's metrics_token as its bearer token; probes are /health/live and /health on the HTTP
     SpinApp, none on the scorer; one ticker, on the scorer's channel;
   - with kubectl installed, `kubectl kustomize` builds every kustomization.
 Exits 1 with one line per problem.
@@ -248,8 +248,6 @@ def main():
     configmaps = {d["metadata"]["name"]: d.get("data") or {} for _, d in by_kind.get("ConfigMap", [])}
     executors = {d["metadata"]["name"] for _, d in by_kind.get("SpinAppExecutor", [])}
     notes = []
-    if "metrics_token" not in variables:
-        notes.append("metrics_token is not declared in spin.toml yet: required of the HTTP SpinApp anyway")
 
     for where, doc in by_kind.get("SpinAppExecutor", []):
         if doc["apiVersion"] != SPINAPP_API:
@@ -287,7 +285,7 @@ def main():
             if vname in given:
                 fail(where, f"variable {vname} is set twice")
             given[vname] = var
-            if vname not in variables and not (vname == "metrics_token" and "metrics_token" not in variables):
+            if vname not in variables:
                 fail(where, f"variable {vname} is not declared in spin.toml (a typo is silently ignored)")
             if ("value" in var) == ("valueFrom" in var):
                 fail(where, f"variable {vname} needs exactly one of value and valueFrom")
@@ -300,11 +298,8 @@ def main():
         needed = set(required)
         needed |= {v for v in used if LOOPBACK.match(variables.get(v, {}).get("default", "") or "-")}
         needed |= {"jwt_secret", "metrics_token"} & used
-        if "metrics_token" not in variables and kept & http:
-            needed.add("metrics_token")
         for v in sorted(needed - set(given)):
             why = ("required by spin.toml" if v in required else
-                   "not declared in spin.toml yet, but the HTTP routes are to read it" if v not in variables else
                    "its default is a loopback address" if "default" in variables[v] and v not in secret_vars else
                    "used by its components")
             fail(where, f"does not provide variable {v} ({why})")
@@ -385,6 +380,16 @@ def main():
                 path_annotation = ((target or {}).get("spec", {}).get("podAnnotations") or {}).get("prometheus.io/path")
                 if path_annotation and ep.get("path") != path_annotation:
                     fail(where, f"path {ep.get('path')!r} differs from the pods' prometheus.io/path {path_annotation!r}")
+                # GET /metrics wants the app's metrics_token as a bearer token.
+                app_name = ((target or {}).get("metadata") or {}).get("name")
+                app_token = (sources.get((app_name, "metrics_token")) or {}).get("secretKeyRef")
+                auth = ep.get("authorization") or {}
+                sent = auth.get("credentials") if (auth.get("type") or "Bearer") == "Bearer" else None
+                sent = sent or ep.get("bearerTokenSecret")
+                if not app_token:
+                    fail(where, "scrapes a SpinApp that gets no metrics_token from a Secret: /metrics would answer 404")
+                elif not sent or (sent.get("name"), sent.get("key")) != (app_token.get("name"), app_token.get("key")):
+                    fail(where, f"must send the metrics token as a bearer token (authorization.credentials or bearerTokenSecret) from Secret {app_token.get('name')} key {app_token.get('key')}, where the app reads metrics_token")
 
     # The ticker: one, on the scorer's channel and Redis, not too often.
     scorer = next((a["metadata"]["name"] for _, a in spinapps if kept_by[a["metadata"]["name"]] == redis), None)

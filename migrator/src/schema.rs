@@ -240,7 +240,10 @@ mod tests {
                 "friendship history",
                 "rejected messages",
                 "catalogue version on change only",
-                "scored before processed"
+                "scored before processed",
+                "scorer doorbell",
+                "metrics",
+                "retention"
             ]
         );
     }

@@ -8,8 +8,9 @@ use serde_json::json;
 
 /// `POST /api/v1/conversations/end`: records the event (idempotent on
 /// `conversation_id`), answers 202, and rings the scorer's doorbell unless
-/// one is already on its way ([`doorbell::ring_once`]). A failed doorbell
-/// never fails the request: the event is already safe in Postgres.
+/// one is already on its way ([`store::record_event_and_mark_doorbell`]). A
+/// failed doorbell never fails the request: the event is already safe in
+/// Postgres.
 pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let principal = ctx.authenticate()?;
     let event: ConversationEnd = ctx.json_body()?;
@@ -17,14 +18,16 @@ pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     principal.may_act_for(event.user_id.as_str())?;
 
     let db = Db::open()?;
-    let recorded = store::record_event(&db, &event)?;
-    if let Err(e) = doorbell::ring_once(&Doorbell::Recorded {
-        processing_id: recorded.processing_id.to_string(),
-    }) {
-        log::event(
-            "doorbell_failed",
-            json!({ "request_id": ctx.request_id, "processing_id": recorded.processing_id, "error": e.to_string() }),
-        );
+    let (recorded, must_ring) = store::record_event_and_mark_doorbell(&db, &event)?;
+    if must_ring {
+        if let Err(e) = doorbell::ring(&Doorbell::Recorded {
+            processing_id: recorded.processing_id.to_string(),
+        }) {
+            log::event(
+                "doorbell_failed",
+                json!({ "request_id": ctx.request_id, "processing_id": recorded.processing_id, "error": e.to_string() }),
+            );
+        }
     }
     ctx.log_fields
         .insert("processing_id".into(), json!(recorded.processing_id));

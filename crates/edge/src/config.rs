@@ -58,3 +58,25 @@ impl RetryPolicy {
         })
     }
 }
+
+/// How long old rows are kept before the scorer's idle wake-ups prune them
+/// (`crate::store::retention`). Each is a whole number of days from 1 to
+/// 65,535.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Days a processed event is kept after it was processed
+    /// (`event_retention_days`).
+    pub event_days: std::num::NonZeroU16,
+    /// Days a rejected Redis message is kept after it was received
+    /// (`rejected_retention_days`).
+    pub rejected_days: std::num::NonZeroU16,
+}
+
+impl Retention {
+    pub fn load() -> Result<Self, ConfigError> {
+        Ok(Retention {
+            event_days: number("event_retention_days")?,
+            rejected_days: number("rejected_retention_days")?,
+        })
+    }
+}

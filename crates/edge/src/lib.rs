@@ -12,6 +12,7 @@
 //! - [`redis`]: outbound Redis (the scorer's doorbell, the cache counters);
 //! - [`inbound`]: events published on Redis (channel and stream) by back-end producers;
 //! - [`suggestions`] and [`scorer`]: the two use cases with more than one step;
+//! - [`metrics`]: the Prometheus exposition of `GET /metrics`, and its token check;
 //! - [`log`]: structured JSON log lines.
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod http;
 pub mod inbound;
 pub mod log;
+pub mod metrics;
 pub mod redis;
 pub mod scorer;
 pub mod store;

@@ -18,6 +18,9 @@
 //! `processed` only after the user's cached candidates (of the old level)
 //! are dropped, so a client that reads `processed` is never served them; a
 //! wake-up that stopped in between is finished by the next one.
+//!
+//! A wake-up that found nothing to score (an idle tick) prunes one bounded
+//! batch of rows past their retention window (`crate::store::retention`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -77,15 +80,9 @@ pub fn handle_message(payload: &[u8]) -> Result<(), WakeError> {
         claim_idle_ms: config::number("stream_claim_idle_ms")?,
     };
     let db = Db::open()?;
+    // Before anything is claimed: events committed from now on ring again.
+    store::doorbell::clear_rung(&db)?;
     let redis = crate::redis::open();
-    // Before anything is claimed: events recorded from now on ring again.
-    let cleared = match &redis {
-        Ok(redis) => crate::redis::doorbell::clear_rung(redis).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(error) = cleared {
-        log::event("redis_error", serde_json::json!({ "error": error }));
-    }
     inbound::on_channel_message(&db, payload)?;
     let stream_left = match &redis {
         Ok(redis) => drain_stream(&db, redis, &stream),
@@ -96,6 +93,11 @@ pub fn handle_message(payload: &[u8]) -> Result<(), WakeError> {
         finish_unfinished(&db)?;
     }
     let due_left = due.due && !score_due(&db, &policy)?;
+    // Nothing to score and the stream drained: an idle wake-up, retention's
+    // turn, so deleting never competes with scoring.
+    if !due.due && !due.unfinished && !stream_left {
+        prune(&db);
+    }
     // Budget spent with work left: ring again so the next wake carries on.
     if stream_left || due_left {
         ring();
@@ -126,6 +128,26 @@ fn score_due(db: &Db, policy: &RetryPolicy) -> Result<bool, DbError> {
         );
     }
     Ok(finished)
+}
+
+/// Prunes what is past its retention window, one bounded batch
+/// ([`store::MAX_PRUNED_PER_WAKE`] rows). Housekeeping: a failure is logged
+/// and the next idle wake-up tries again.
+fn prune(db: &Db) {
+    let started = Instant::now();
+    let pruned = config::Retention::load()
+        .map_err(|e| e.to_string())
+        .and_then(|retention| store::prune(db, &retention).map_err(|e| e.to_string()));
+    match pruned {
+        Ok(pruned) if pruned.is_empty() => {}
+        Ok(pruned) => log::event(
+            "retention_pruned",
+            serde_json::json!({ "events": pruned.events, "rejected": pruned.rejected,
+                                "settled_repeats": pruned.settled,
+                                "ms": started.elapsed().as_millis() as u64 }),
+        ),
+        Err(error) => log::event("retention_error", serde_json::json!({ "error": error })),
+    }
 }
 
 /// Records what the events stream holds; true when entries may be left. A
@@ -162,11 +184,11 @@ fn ring() {
 /// batch is claimed again and run with a savepoint per event, so the failure
 /// is recorded against its own event only.
 fn score_batch(db: &Db, policy: &RetryPolicy) -> Result<usize, DbError> {
-    let outcomes = match db.transaction(|db| run_batch(db, policy, false)) {
+    let outcomes = match db.transaction(|db| counted_batch(db, policy, false)) {
         Ok(outcomes) => outcomes,
         // An outage too: a real one fails the careful pass at once, and an
         // event whose own failure only looks like one is found there.
-        Err(_) => db.transaction(|db| run_batch(db, policy, true))?,
+        Err(_) => db.transaction(|db| counted_batch(db, policy, true))?,
     };
     let mut invalidated = Vec::new();
     for (event, outcome) in &outcomes {
@@ -176,6 +198,19 @@ fn score_batch(db: &Db, policy: &RetryPolicy) -> Result<usize, DbError> {
     }
     store::finish_scored(db, &invalidated)?;
     Ok(outcomes.len())
+}
+
+/// A batch, then its outcomes added to the metrics counters in the same
+/// transaction, so they commit (or roll back) with the events' marks.
+fn counted_batch(
+    db: &Db,
+    policy: &RetryPolicy,
+    careful: bool,
+) -> Result<Vec<(Claimed, Outcome)>, DbError> {
+    let outcomes = run_batch(db, policy, careful)?;
+    let claimed: Vec<_> = outcomes.iter().map(|(e, _)| e.processing_id).collect();
+    store::count_batch(db, &claimed)?;
+    Ok(outcomes)
 }
 
 /// Scored events left unfinished by a wake-up that stopped between its

@@ -1,7 +1,7 @@
 //! The suggest use case: candidates from the cache when a usable record is
-//! there (no Postgres round trip, two key-value reads), from Postgres
-//! otherwise; then the domain's selection with the request's context and a
-//! fresh random source.
+//! there (no Postgres round trip; two key-value reads, the catalogue version
+//! then the record), from Postgres otherwise; then the domain's selection
+//! with the request's context and a fresh random source.
 
 use chrono::{DateTime, Duration, Utc};
 use friendship_domain::{CandidateRecord, Level, SuggestContext, Suggestion, UserId};
@@ -31,14 +31,17 @@ pub fn suggest(
     let returning_after_days: u32 = config::number("returning_after_days")?;
     let cache = Cache::open();
 
-    let cached = cache.candidates(user_id.as_str()).filter(|record| {
+    // The version first: a miss then knows it without a second read, and an
+    // unknown version (no record can be checked against it) skips the record.
+    let version = cache.catalogue_version();
+    let cached = version.and_then(|version| {
         cache
-            .catalogue_version()
-            .is_some_and(|version| record.is_usable(now, version))
+            .candidates(user_id.as_str())
+            .filter(|record| record.is_usable(now, version))
     });
     let (record, hit) = match cached {
         Some(record) => (record, true),
-        None => (load_candidates(&cache, user_id, now)?, false),
+        None => (load_candidates(&cache, version, user_id, now)?, false),
     };
     count(hit);
 
@@ -61,6 +64,7 @@ pub fn suggest(
 /// committed meanwhile never leaves a stale record behind.
 fn load_candidates(
     cache: &Cache,
+    cached_version: Option<i64>,
     user_id: &UserId,
     now: DateTime<Utc>,
 ) -> Result<CandidateRecord, ApiError> {
@@ -98,7 +102,7 @@ fn load_candidates(
     };
 
     if cache.store_candidates(&record) {
-        publish_catalogue_version(cache, &db, version)?;
+        publish_catalogue_version(cache, cached_version, &db, version)?;
         if store::level(&db, user_id.as_str())? != level {
             cache.invalidate(user_id.as_str(), "level_changed_while_caching");
         }
@@ -106,16 +110,21 @@ fn load_candidates(
     Ok(record)
 }
 
-/// Makes the key-value store's catalogue version the one Postgres holds,
-/// `read` a moment ago: a missing or wrong version (a lost publish, a
-/// restored or shared Redis) would otherwise turn every request into a miss
-/// until the next catalogue change. Postgres is the truth, so the write is
-/// checked against it once more: a change that committed since `read` is
-/// seen here and published, and one that commits later publishes its own
-/// version after this write. Free when the versions agree (one read of
-/// key-value, which the hit path makes anyway).
-fn publish_catalogue_version(cache: &Cache, db: &Db, read: i64) -> Result<(), ApiError> {
-    if cache.catalogue_version() == Some(read) {
+/// Makes the key-value store's catalogue version (`cached`, as this request
+/// read it first) the one Postgres holds, `read` a moment ago: a missing or
+/// wrong version (a lost publish, a restored or shared Redis) would
+/// otherwise turn every request into a miss until the next catalogue change.
+/// Postgres is the truth, so the write is checked against it once more: a
+/// change that committed since `read` is seen here and published, and one
+/// that commits later publishes its own version after this write. Free when
+/// the versions agree.
+fn publish_catalogue_version(
+    cache: &Cache,
+    cached: Option<i64>,
+    db: &Db,
+    read: i64,
+) -> Result<(), ApiError> {
+    if cached == Some(read) {
         return Ok(());
     }
     cache.set_catalogue_version(read);

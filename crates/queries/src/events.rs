@@ -20,24 +20,39 @@ use crate::{Read, Write};
 /// `$1` a JSON array (text) of objects `{processing_id, conversation_id,
 /// user_id, payload}`, `payload` the event's metadata as a JSON object.
 /// Affects one row per new event; an event whose conversation was already
-/// recorded (before, or earlier in the same array) is skipped (then see
-/// [`FIND_EVENT_BY_CONVERSATION`]).
+/// recorded (before, or earlier in the same array), or was recorded and has
+/// been pruned since (its key is in `pruned_conversations`, see
+/// [`crate::retention`]), is skipped (then see [`FIND_EVENT_BY_CONVERSATION`]).
 pub const INSERT_EVENTS: Write = crate::write!(
     "INSERT INTO conversation_events (processing_id, conversation_id, user_id, payload, accepted_at)
 SELECT e.processing_id, e.conversation_id, e.user_id, e.payload, clock_timestamp()
 FROM jsonb_to_recordset($1::text::jsonb)
     AS e(processing_id uuid, conversation_id text, user_id text, payload jsonb)
+WHERE NOT EXISTS (
+    SELECT 1 FROM pruned_conversations p WHERE p.conversation_id = e.conversation_id OFFSET 0)
 ON CONFLICT (conversation_id) DO NOTHING"
 );
 
-/// Finds the event already recorded for a conversation, to answer a repeat.
+/// Finds the event already recorded for a conversation, to answer a repeat:
+/// the pruned key when the event was pruned (its payload compared by digest),
+/// which comes first when an event of the conversation exists too (a resend
+/// that raced the pruning, which is never scored), else the event.
 ///
 /// `$1` conversation_id text, `$2` the new payload (JSON text).
-/// Rows: `processing_id` uuid, `user_id` text, `same_payload` bool.
+/// Rows (one at most): `processing_id` uuid, `user_id` text, `same_payload` bool.
 pub const FIND_EVENT_BY_CONVERSATION: Read = crate::read!(
-    "SELECT processing_id, user_id, payload = $2::text::jsonb AS same_payload
-FROM conversation_events
-WHERE conversation_id = $1::text"
+    "SELECT processing_id, user_id, same_payload FROM (
+    SELECT 0 AS pruned_last, processing_id, user_id,
+           payload_digest = sha256(convert_to($2::text::jsonb::text, 'UTF8')) AS same_payload
+    FROM pruned_conversations
+    WHERE conversation_id = $1::text
+    UNION ALL
+    SELECT 1, processing_id, user_id, payload = $2::text::jsonb
+    FROM conversation_events
+    WHERE conversation_id = $1::text
+) found
+ORDER BY pruned_last
+LIMIT 1"
 );
 
 /// Shows one event; a `scored` event is still `pending` to its client.
@@ -95,12 +110,16 @@ pub const COUNT_EVENTS: Read = crate::read!(
 /// Whether any event is due, and whether any is `scored` but not yet
 /// finished (a scorer stopped between commit and cache invalidation),
 /// without locking anything: an idle wake-up of the scorer costs this one
-/// round trip and no transaction.
+/// round trip and no transaction. An event [`CLAIM_DUE_EVENTS`] never claims
+/// (its conversation was pruned) is not due.
 ///
 /// No parameters. One row: `due` bool, `unfinished` bool.
 pub const ANY_DUE: Read = crate::read!(
     "SELECT EXISTS (
-    SELECT 1 FROM conversation_events WHERE status = 'pending' AND next_attempt_at <= now()
+    SELECT 1 FROM conversation_events e
+    WHERE status = 'pending' AND next_attempt_at <= now()
+      AND NOT EXISTS (
+        SELECT 1 FROM pruned_conversations p WHERE p.conversation_id = e.conversation_id OFFSET 0)
 ) AS due,
 EXISTS (SELECT 1 FROM conversation_events WHERE status = 'scored') AS unfinished"
 );
@@ -135,11 +154,18 @@ WHERE processing_id IN (SELECT (jsonb_array_elements_text($1::text::jsonb))::uui
 /// `payload` (JSON text), `attempts` int4, and the database's `now` as a UTC
 /// timestamp (the clock every date of the scoring uses). The rows stay
 /// locked until the transaction ends; concurrent scorers skip them.
+///
+/// An event whose conversation has a pruned key is never claimed: it can
+/// only be a resend that raced the pruning of the conversation's scored
+/// event (`docs/invariants.md`), and
+/// [`crate::retention::SETTLE_PRUNED_REPEATS`] ends it without effect.
 pub const CLAIM_DUE_EVENTS: Read = crate::read!(
     "SELECT processing_id, user_id, payload::text AS payload, attempts,
        now() AT TIME ZONE 'UTC' AS now
-FROM conversation_events
+FROM conversation_events e
 WHERE status = 'pending' AND next_attempt_at <= now()
+  AND NOT EXISTS (
+    SELECT 1 FROM pruned_conversations p WHERE p.conversation_id = e.conversation_id OFFSET 0)
 ORDER BY next_attempt_at, accepted_at
 LIMIT $1::int8
 FOR UPDATE SKIP LOCKED"

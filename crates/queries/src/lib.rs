@@ -31,16 +31,22 @@
 //! Each constant documents its parameters (`$n`, with the Postgres type the
 //! caller must bind) and, for reads, the fields of each row.
 //!
-//! Modules: [`events`] (the durable conversation-event record), [`friendship`]
+//! Modules: [`events`] (the durable conversation-event record), [`doorbell`]
+//! (whether a scorer wake-up is on its way), [`friendship`]
 //! (status and its atomic changes), [`mappings`] (the agent catalogue),
-//! [`rejected`] (Redis messages the scorer could not accept), [`health`],
-//! [`session`] (a pooled connection's transaction state).
+//! [`metrics`] (what `GET /metrics` reads, and the scorer's counters),
+//! [`rejected`] (Redis messages the scorer could not accept), [`retention`]
+//! (pruning old events and rejected messages, keeping what idempotency
+//! needs), [`health`], [`session`] (a pooled connection's transaction state).
 
+pub mod doorbell;
 pub mod events;
 pub mod friendship;
 pub mod health;
 pub mod mappings;
+pub mod metrics;
 pub mod rejected;
+pub mod retention;
 pub mod session;
 
 /// A statement run with `query`; see the crate docs.
@@ -108,6 +114,7 @@ pub const READS: &[(&str, &Read)] = &[
     ("mappings::GET", &mappings::GET),
     ("mappings::GET_BY_KEY", &mappings::GET_BY_KEY),
     ("mappings::CATALOGUE_VERSION", &mappings::CATALOGUE_VERSION),
+    ("metrics::SNAPSHOT", &metrics::SNAPSHOT),
     ("rejected::COUNT", &rejected::COUNT),
     ("rejected::LIST", &rejected::LIST),
     ("health::PROBE", &health::PROBE),

@@ -4,18 +4,21 @@ use friendship_domain::Level;
 use migrator::{DownCount, MigrationState};
 
 use crate::support::{
-    catalogue_version, sqlstate, tables, with_db, with_migrated_db, CHECK_VIOLATION,
+    catalogue_version, sqlstate, tables, with_db, with_migrated_db, CHECK_VIOLATION, MIGRATIONS,
     UNIQUE_VIOLATION,
 };
 
-const ALL_TABLES: [&str; 7] = [
+const ALL_TABLES: [&str; 10] = [
     "catalogue_version",
     "conversation_events",
     "friendship_agent_mapping",
     "friendship_level_transitions",
     "friendship_score_history",
     "friendship_status",
+    "pruned_conversations",
     "rejected_messages",
+    "scorer_doorbell",
+    "service_counters",
 ];
 
 fn states(lines: &[migrator::MigrationStatus]) -> Vec<MigrationState> {
@@ -27,7 +30,7 @@ fn status_reads_an_empty_database_without_creating_anything() {
     with_db(|db| async move {
         let mut conn = db.pool.acquire().await.unwrap();
         let lines = migrator::status(&mut conn).await.unwrap();
-        assert_eq!(states(&lines), [MigrationState::Pending; 7]);
+        assert_eq!(states(&lines), [MigrationState::Pending; MIGRATIONS]);
         let bookkeeping: bool =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
                 .fetch_one(&mut *conn)
@@ -41,11 +44,11 @@ fn status_reads_an_empty_database_without_creating_anything() {
 fn up_then_down_all_then_up_round_trips_the_schema() {
     with_db(|db| async move {
         let mut conn = db.pool.acquire().await.unwrap();
-        assert_eq!(migrator::up(&mut conn).await.unwrap().len(), 7);
+        assert_eq!(migrator::up(&mut conn).await.unwrap().len(), MIGRATIONS);
         assert_eq!(tables(&db.pool).await, ALL_TABLES);
         assert_eq!(
             states(&migrator::status(&mut conn).await.unwrap()),
-            [MigrationState::Applied; 7]
+            [MigrationState::Applied; MIGRATIONS]
         );
 
         let reverted = migrator::down(&mut conn, DownCount::All).await.unwrap();
@@ -53,7 +56,7 @@ fn up_then_down_all_then_up_round_trips_the_schema() {
         let mut newest_first = versions.clone();
         newest_first.sort_unstable_by(|a, b| b.cmp(a));
         assert_eq!(versions, newest_first);
-        assert_eq!(versions.len(), 7);
+        assert_eq!(versions.len(), MIGRATIONS);
         assert!(tables(&db.pool).await.is_empty());
         let trigger_function: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'bump_catalogue_version')",
@@ -63,7 +66,7 @@ fn up_then_down_all_then_up_round_trips_the_schema() {
         .unwrap();
         assert!(!trigger_function);
 
-        assert_eq!(migrator::up(&mut conn).await.unwrap().len(), 7);
+        assert_eq!(migrator::up(&mut conn).await.unwrap().len(), MIGRATIONS);
         assert_eq!(tables(&db.pool).await, ALL_TABLES);
         assert_eq!(catalogue_version(&db.pool).await, 1);
     });
@@ -86,11 +89,14 @@ fn down_reverts_the_requested_number_of_migrations_newest_first() {
             .unwrap()
             .is_empty());
 
-        let reverted = migrator::down(&mut conn, DownCount::Last(3)).await.unwrap();
+        let reverted = migrator::down(&mut conn, DownCount::Last(6)).await.unwrap();
         let names: Vec<_> = reverted.iter().map(|m| m.description.as_str()).collect();
         assert_eq!(
             names,
             [
+                "retention",
+                "metrics",
+                "scorer doorbell",
                 "scored before processed",
                 "catalogue version on change only",
                 "rejected messages"
@@ -114,6 +120,9 @@ fn down_reverts_the_requested_number_of_migrations_newest_first() {
                 MigrationState::Applied,
                 MigrationState::Applied,
                 MigrationState::Applied,
+                MigrationState::Pending,
+                MigrationState::Pending,
+                MigrationState::Pending,
                 MigrationState::Pending,
                 MigrationState::Pending,
                 MigrationState::Pending,
@@ -152,6 +161,9 @@ fn status_flags_an_applied_migration_whose_file_changed() {
                 MigrationState::Applied,
                 MigrationState::Applied,
                 MigrationState::Modified,
+                MigrationState::Applied,
+                MigrationState::Applied,
+                MigrationState::Applied,
                 MigrationState::Applied,
                 MigrationState::Applied,
                 MigrationState::Applied,

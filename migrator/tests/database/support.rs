@@ -4,9 +4,11 @@
 use sqlx::PgPool;
 
 pub use migrator::testing::{
-    sqlstate, with_db, with_migrated_db, CHECK_VIOLATION, FOREIGN_KEY_VIOLATION, GENERATED_ALWAYS,
-    UNIQUE_VIOLATION,
+    sqlstate, with_db, with_migrated_db, CHECK_VIOLATION, GENERATED_ALWAYS, UNIQUE_VIOLATION,
 };
+
+/// How many migrations `migrator/migrations` holds.
+pub const MIGRATIONS: usize = 10;
 
 /// The application tables of the public schema (sqlx's bookkeeping table excluded).
 pub async fn tables(pool: &PgPool) -> Vec<String> {

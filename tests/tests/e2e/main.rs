@@ -9,8 +9,11 @@
 //! [`cache`] (hits, misses, staleness), [`producers`] (events published on
 //! the Redis channel and stream, rejected messages), [`compat`] (the paths
 //! where Spin versions differ), [`faults`] (Redis, scorer and Postgres
-//! failures on private servers), [`robustness`] (generated malformed
-//! requests).
+//! failures on private servers), [`metrics`] (the Prometheus scrape: exact
+//! figures after a known sequence, its token), [`retention`] (pruning old events and
+//! rejected messages; pruned conversations resent), [`robustness`] (generated malformed
+//! requests), [`scale`] (the app as separate OS processes, two HTTP and three
+//! scorers, one of them killed mid-stream, scoring thousands of events).
 //!
 //! `SPIN_COMPAT` (`3.6`, `4.0`, `4.1`; `4.0` when unset) picks the Spin line
 //! the host imitates; `scripts/test.sh` runs the suite under `3.6` and `4.0`.
@@ -20,9 +23,12 @@ mod compat;
 mod errors;
 mod faults;
 mod levels;
+mod metrics;
 mod producers;
+mod retention;
 mod robustness;
 mod roles;
 mod routes;
+mod scale;
 mod scoring;
 mod support;

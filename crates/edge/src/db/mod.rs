@@ -9,8 +9,9 @@
 //! - A transaction that a crashed instance left open on the pooled
 //!   connection never swallows a write: it is rolled back before the first
 //!   transaction, and checked for right after a first single write, which
-//!   then runs again on its own ([`Db::write`]). Callers cannot forget it: it
-//!   is done here, once per connection.
+//!   then runs again on its own ([`Db::write`]; [`Db::write_then_probe`]
+//!   spares the check when the write's follower proves the connection
+//!   clean). Callers cannot forget it: it is done here, once per connection.
 //! - Every failure becomes a [`DbError`] classified by [`failure`].
 
 pub mod failure;
@@ -103,6 +104,38 @@ impl Db {
         }
         self.execute("ROLLBACK", &[])?;
         self.execute(statement.sql, params)
+    }
+
+    /// Runs `first`, then `probe`, each a write of its own; both affected-row
+    /// counts. `probe` must affect a row whenever it runs inside a
+    /// transaction that has written (its documentation says so, and a native
+    /// test holds it to it): then on a connection's first write, a probe that
+    /// affected none proves `first` committed on its own, and the check that
+    /// [`Db::write`] makes is made only when the probe affected a row. When
+    /// that check finds a transaction left open, both are rolled back and run
+    /// again, on their own.
+    pub fn write_then_probe(
+        &self,
+        first: (&Write, &[ParameterValue]),
+        probe: (&Write, &[ParameterValue]),
+    ) -> Result<(u64, u64), DbError> {
+        let both = || -> Result<(u64, u64), DbError> {
+            let affected = self.execute(first.0.sql, first.1)?;
+            Ok((affected, self.execute(probe.0.sql, probe.1)?))
+        };
+        if !self.fresh.replace(false) {
+            return both();
+        }
+        match both() {
+            Ok(counts @ (_, 0)) => return Ok(counts),
+            Ok(counts) if self.is_clean()? => return Ok(counts),
+            // It joined a transaction left open, or met one left aborted.
+            Ok(_) => {}
+            Err(e) if e.sqlstate() == Some(failure::IN_FAILED_TRANSACTION) => {}
+            Err(e) => return Err(e),
+        }
+        self.execute("ROLLBACK", &[])?;
+        both()
     }
 
     /// Runs `work` in a transaction that is always finished explicitly: a

@@ -1,20 +1,25 @@
 //! Storage: every read and write of the service's Postgres state, as typed
 //! functions over the statements of `friendship-queries`, one module per
-//! concern as there: [`events`], [`friendship`], [`mappings`], [`rejected`],
-//! [`health`].
+//! concern as there: [`doorbell`], [`events`], [`friendship`], [`mappings`], [`metrics`], [`rejected`],
+//! [`retention`], [`health`].
 //! Nothing outside this module and [`crate::db`] names a SQL statement.
 
+pub mod doorbell;
 pub mod events;
 pub mod friendship;
 pub mod health;
 pub mod mappings;
+pub mod metrics;
 pub mod rejected;
+pub mod retention;
 
 pub use events::*;
 pub use friendship::*;
 pub use health::*;
 pub use mappings::*;
+pub use metrics::*;
 pub use rejected::*;
+pub use retention::*;
 
 /// Deserializes a text column through the domain type's `FromStr`, the one
 /// mapping of each database enum (`Level`, `AgentType`, `Emotion`, …).

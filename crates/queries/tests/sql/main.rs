@@ -5,16 +5,20 @@
 //!
 //! Modules: `rules` (what holds for every read and every write), `types` (inferred
 //! parameter and result types of every statement), `events`, `friendship`,
-//! `concurrency`, `levels` (the generated level against the domain rule), `mappings`,
-//! `health`, `rejected`, `session`.
+//! `concurrency`, `doorbell`, `levels` (the generated level against the domain rule), `mappings`,
+//! `metrics` (the scrape's counters and plans),
+//! `health`, `rejected`, `retention` (pruning, kept keys, the race with a resend), `session`.
 
 mod concurrency;
+mod doorbell;
 mod events;
 mod friendship;
 mod health;
 mod levels;
 mod mappings;
+mod metrics;
 mod rejected;
+mod retention;
 mod rules;
 mod session;
 mod support;

@@ -38,6 +38,8 @@ pub use migrator::testing::{
 /// [`friendship_queries::READS`]); `types::every_constant_of_the_crate_has_a_signature`
 /// checks that the two lists hold every statement constant.
 pub const WRITES: &[(&str, &Write)] = &[
+    ("doorbell::RING", &friendship_queries::doorbell::RING),
+    ("doorbell::CLEAR", &friendship_queries::doorbell::CLEAR),
     ("events::INSERT_EVENTS", &events::INSERT_EVENTS),
     ("events::FINISH_SCORED", &events::FINISH_SCORED),
     ("events::RECORD_FAILURE", &events::RECORD_FAILURE),
@@ -52,7 +54,20 @@ pub const WRITES: &[(&str, &Write)] = &[
         "mappings::DEACTIVATE",
         &friendship_queries::mappings::DEACTIVATE,
     ),
+    ("metrics::COUNT_BATCH", &friendship_queries::metrics::COUNT_BATCH),
     ("rejected::INSERT", &friendship_queries::rejected::INSERT),
+    (
+        "retention::PRUNE_EVENTS",
+        &friendship_queries::retention::PRUNE_EVENTS,
+    ),
+    (
+        "retention::SETTLE_PRUNED_REPEATS",
+        &friendship_queries::retention::SETTLE_PRUNED_REPEATS,
+    ),
+    (
+        "retention::PRUNE_REJECTED",
+        &friendship_queries::retention::PRUNE_REJECTED,
+    ),
 ];
 
 /// The name of a read, for messages (reads of the same text share their names).

@@ -15,7 +15,7 @@
 //! columns.
 
 use friendship_queries::{
-    events, friendship, health, mappings, rejected, session, Read, Write, READS,
+    events, friendship, health, mappings, metrics, rejected, retention, session, Read, Write, READS,
 };
 use sqlx::{Column, Either, Executor, Statement, TypeInfo};
 
@@ -109,6 +109,19 @@ const REPLACE_PARAMETERS: [&str; 10] = [
 
 /// Every constant of the crate.
 const SIGNATURES: &[Signature] = &[
+    // doorbell
+    Signature {
+        name: "doorbell::RING",
+        kind: Kind::Write(&friendship_queries::doorbell::RING),
+        parameters: &["INT8"],
+        columns: &[],
+    },
+    Signature {
+        name: "doorbell::CLEAR",
+        kind: Kind::Write(&friendship_queries::doorbell::CLEAR),
+        parameters: &[],
+        columns: &[],
+    },
     // events
     Signature {
         name: "events::INSERT_EVENTS",
@@ -321,6 +334,33 @@ const SIGNATURES: &[Signature] = &[
         parameters: &["TEXT"],
         columns: &[("version", "INT8"), ("status", "TEXT"), ("agents", "TEXT")],
     },
+    // metrics
+    Signature {
+        name: "metrics::COUNT_BATCH",
+        kind: Kind::Write(&metrics::COUNT_BATCH),
+        parameters: &["TEXT"],
+        columns: &[],
+    },
+    Signature {
+        name: "metrics::SNAPSHOT",
+        kind: Kind::Read(&metrics::SNAPSHOT),
+        parameters: &[],
+        columns: &[
+            ("events_pending", "INT8"),
+            ("events_failed", "INT8"),
+            ("oldest_pending_age_seconds", "FLOAT8"),
+            ("events_processed", "INT8"),
+            ("scoring_attempts", "INT8"),
+            ("scoring_failures", "INT8"),
+            ("rejected_messages", "INT8"),
+            ("users_stranger", "INT8"),
+            ("users_acquaintance", "INT8"),
+            ("users_friend", "INT8"),
+            ("lag_seconds_sum", "FLOAT8"),
+            ("lag_buckets", "TEXT"),
+            ("catalogue_version", "INT8"),
+        ],
+    },
     // rejected
     Signature {
         name: "rejected::INSERT",
@@ -347,6 +387,25 @@ const SIGNATURES: &[Signature] = &[
             ("payload_bytes", "INT4"),
             ("received_at", "TIMESTAMP"),
         ],
+    },
+    // retention
+    Signature {
+        name: "retention::PRUNE_EVENTS",
+        kind: Kind::Write(&retention::PRUNE_EVENTS),
+        parameters: &["INT4", "INT8"],
+        columns: &[],
+    },
+    Signature {
+        name: "retention::SETTLE_PRUNED_REPEATS",
+        kind: Kind::Write(&retention::SETTLE_PRUNED_REPEATS),
+        parameters: &["INT8"],
+        columns: &[],
+    },
+    Signature {
+        name: "retention::PRUNE_REJECTED",
+        kind: Kind::Write(&retention::PRUNE_REJECTED),
+        parameters: &["INT4", "INT8"],
+        columns: &[],
     },
 ];
 
@@ -451,12 +510,15 @@ fn no_write_returns_columns() {
 }
 
 /// The statement modules of the crate, with their sources.
-const SOURCES: [(&str, &str); 6] = [
+const SOURCES: [(&str, &str); 9] = [
+    ("doorbell", include_str!("../../src/doorbell.rs")),
     ("events", include_str!("../../src/events.rs")),
     ("friendship", include_str!("../../src/friendship.rs")),
     ("health", include_str!("../../src/health.rs")),
     ("mappings", include_str!("../../src/mappings.rs")),
+    ("metrics", include_str!("../../src/metrics.rs")),
     ("rejected", include_str!("../../src/rejected.rs")),
+    ("retention", include_str!("../../src/retention.rs")),
     ("session", include_str!("../../src/session.rs")),
 ];
 

@@ -2,7 +2,8 @@
 //! by the project's wasmtime host from `spin.toml`, exactly as deployed: the
 //! HTTP routes in one app, the scorer in another, supervised, and a doorbell
 //! ticker), typed helpers for each route, tokens, and direct database reads
-//! for assertions.
+//! for assertions; [`processes`] runs the app as separate `spin-host`
+//! processes instead, as a cluster would.
 //!
 //! The host imitates the Spin line of `SPIN_COMPAT` (3.6, 4.0 — the default —
 //! or 4.1; see `e2e::host::SpinCompat`). A statement that line would never
@@ -18,6 +19,7 @@
 //! `DATABASE_URL` names an `sslmode`): the test servers have self-signed
 //! certificates, which Spin (and so the host) refuses for any other mode.
 
+pub mod processes;
 pub mod servers;
 
 use std::collections::HashMap;
@@ -39,6 +41,8 @@ use servers::PrivateRedis;
 
 /// The secret the suite's tokens are signed with.
 pub const SECRET: &str = "e2e-secret-not-for-production";
+/// The bearer token of `GET /metrics` in every environment (`metrics_token`).
+pub const METRICS_TOKEN: &str = "e2e-metrics-token";
 /// Scorer processes per environment.
 pub const SCORERS: usize = 2;
 /// How often the ticker rings the scorer (scripts/scorer.sh does the same).
@@ -258,7 +262,8 @@ pub fn ensure_components() {
     });
 }
 
-fn root() -> PathBuf {
+/// The workspace root (where `spin.toml` is).
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -317,6 +322,7 @@ impl Env {
             // The key-value store's server (the runtime config above).
             ("kv_host", host_port(&kv_redis_url)),
             ("jwt_secret", SECRET.to_string()),
+            ("metrics_token", METRICS_TOKEN.to_string()),
             ("retry_base_ms", "50".to_string()),
             ("redrive_pending_after_seconds", "30".to_string()),
             // Every suggest counted: the cache tests check the counters exactly.

@@ -1,0 +1,54 @@
+//! `GET /metrics`: the Prometheus scrape, behind the `metrics_token` bearer
+//! token; the error-schema 404 of unknown paths while that token is unset.
+
+use friendship_edge::db::Db;
+use friendship_edge::metrics::{self, CacheCounts};
+use friendship_edge::redis::counters;
+use friendship_edge::{config, log, redis, store, ApiError, Ctx, Reply};
+
+use crate::probe;
+
+/// `GET /metrics`: 404 while `metrics_token` is empty, 401 without that
+/// token, else the exposition. Postgres is needed (503 otherwise); Redis
+/// only for the cache counters, which are left out when it does not answer.
+pub fn scrape(ctx: &mut Ctx) -> Result<Reply, ApiError> {
+    let token = config::text("metrics_token")?;
+    if token.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no route for {}",
+            ctx.request.path()
+        )));
+    }
+    let header = ctx.request.header("authorization").and_then(|h| h.as_str());
+    metrics::authorize_scrape(header, &token)?;
+    let db = Db::open()?;
+    let mut snapshot = store::metrics_snapshot(&db)?;
+    snapshot.cache = match cache_counts() {
+        Ok(counts) => Some(counts),
+        Err(error) => {
+            log::event(
+                "metrics_cache_unavailable",
+                serde_json::json!({ "error": error }),
+            );
+            None
+        }
+    };
+    Ok(Reply {
+        status: 200,
+        body: metrics::render(&snapshot).into_bytes(),
+        content_type: metrics::CONTENT_TYPE,
+        headers: Vec::new(),
+    })
+}
+
+/// The cache counters, after a bounded probe: Spin puts no timeout on Redis
+/// calls, and a frozen Redis must not hang the scrape.
+fn cache_counts() -> Result<CacheCounts, String> {
+    probe::redis(&config::text("redis_host").map_err(|e| e.to_string())?)?;
+    let redis = redis::open().map_err(|e| e.to_string())?;
+    let read = |key| counters::read(&redis, key).map_err(|e| e.to_string());
+    Ok(CacheCounts {
+        hits: read(counters::HITS_KEY)?,
+        misses: read(counters::MISSES_KEY)?,
+    })
+}

@@ -1,0 +1,8 @@
+DROP INDEX conversation_events_unfinished_accepted_idx;
+DROP TRIGGER rejected_messages_count_inserted ON rejected_messages;
+DROP FUNCTION count_rejected_message();
+DROP TRIGGER friendship_status_count_deleted ON friendship_status;
+DROP TRIGGER friendship_status_count_level_changed ON friendship_status;
+DROP TRIGGER friendship_status_count_inserted ON friendship_status;
+DROP FUNCTION count_users_per_level();
+DROP TABLE service_counters;
