@@ -4,9 +4,8 @@ use std::time::Instant;
 
 use friendship_edge::db::Db;
 use friendship_edge::http::rfc3339;
-use friendship_edge::{config, redis, store, ApiError, Ctx, Reply};
+use friendship_edge::{config, probe, redis, store, ApiError, Ctx, Reply};
 
-use crate::probe;
 use serde_json::{json, Value};
 use spin_sdk::key_value::Store;
 use spin_sdk::redis::{RedisParameter, RedisResult};

@@ -1,14 +1,11 @@
 //! Health and the API description: `GET /health` (public; checks every
-//! dependency), `GET /health/live` (public; the process answers; not logged when it does), `GET
-//! /openapi.json`, `GET /metrics` (the Prometheus scrape, behind the
-//! `metrics_token` bearer token; not logged when it succeeds), and the
-//! error-schema 404 for every path no
-//! other component serves. Handlers live in [`handlers`] and [`metrics`]; the
-//! bounded TCP probes that keep `/health` within its time budget in [`probe`].
+//! dependency), `GET /health/live` (public; the process answers; not logged
+//! when it does), `GET /openapi.json`, and the error-schema 404 for every
+//! path no other component serves. Handlers live in [`handlers`]; the
+//! bounded TCP probes that keep `/health` within its time budget are
+//! `friendship_edge::probe`.
 
 mod handlers;
-mod metrics;
-mod probe;
 
 use friendship_edge::{serve, Route};
 use spin_sdk::http::{Method, Request, Response};
@@ -18,7 +15,6 @@ const ROUTES: &[Route] = &[
     Route::new(Method::Get, "/health", "health", handlers::health),
     Route::new(Method::Get, "/health/live", "liveness", handlers::liveness).unlogged(),
     Route::new(Method::Get, "/openapi.json", "openapi", handlers::openapi),
-    Route::new(Method::Get, "/metrics", "metrics", metrics::scrape).unlogged(),
 ];
 
 #[http_component]

@@ -13,6 +13,7 @@
 //! - [`inbound`]: events published on Redis (channel and stream) by back-end producers;
 //! - [`suggestions`] and [`scorer`]: the two use cases with more than one step;
 //! - [`metrics`]: the Prometheus exposition of `GET /metrics`, and its token check;
+//! - [`probe`]: bounded TCP probes of Postgres and Redis, for `/health` and `/metrics`;
 //! - [`log`]: structured JSON log lines.
 
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod http;
 pub mod inbound;
 pub mod log;
 pub mod metrics;
+pub mod probe;
 pub mod redis;
 pub mod scorer;
 pub mod store;

@@ -4,9 +4,7 @@
 use friendship_edge::db::Db;
 use friendship_edge::metrics::{self, CacheCounts};
 use friendship_edge::redis::counters;
-use friendship_edge::{config, log, redis, store, ApiError, Ctx, Reply};
-
-use crate::probe;
+use friendship_edge::{config, log, probe, redis, store, ApiError, Ctx, Reply};
 
 /// `GET /metrics`: 404 while `metrics_token` is empty, 401 without that
 /// token, else the exposition. Postgres is needed (503 otherwise); Redis
