@@ -59,18 +59,24 @@ struct Claims {
     exp: u64,
 }
 
-/// Checks an `Authorization` header against the `jwt_secret` variable.
-pub fn authenticate(header: Option<&str>) -> Result<Principal, ApiError> {
+/// The token of an `Authorization: Bearer <token>` header (or `bearer`); a
+/// 401 when the header is missing or has another form.
+pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
     let header =
         header.ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-    let token = header
+    header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
-        })?;
+        })
+}
+
+/// Checks an `Authorization` header against the `jwt_secret` variable.
+pub fn authenticate(header: Option<&str>) -> Result<Principal, ApiError> {
+    let token = bearer_token(header)?;
     let secret = config::text("jwt_secret")?;
     verify(token, secret.as_bytes())
 }

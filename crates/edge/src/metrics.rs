@@ -182,16 +182,7 @@ pub fn render(s: &Snapshot) -> String {
 /// tokens' SHA-256 digests, so neither length nor content leaks). 401
 /// otherwise.
 pub fn authorize_scrape(header: Option<&str>, token: &str) -> Result<(), ApiError> {
-    let header =
-        header.ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-    let sent = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
-        })?;
+    let sent = crate::auth::bearer_token(header)?;
     let (sent, expected) = (Sha256::digest(sent), Sha256::digest(token));
     let difference = sent
         .iter()
