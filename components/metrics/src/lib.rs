@@ -10,7 +10,8 @@ use friendship_edge::{serve, Route};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
-const ROUTES: &[Route] = &[Route::new(Method::Get, "/metrics", "metrics", handlers::scrape).unlogged()];
+const ROUTES: &[Route] =
+    &[Route::new(Method::Get, "/metrics", "metrics", handlers::scrape).unlogged()];
 
 #[http_component]
 fn handle(request: Request) -> Response {

@@ -52,14 +52,17 @@ pub fn record_event_and_mark_doorbell(
     let mut answers = record_with(db, &[event], |insert| {
         let (inserted, marked) = db.write_then_probe(
             insert,
-            (&doorbell::RING, &[P::Int64(store::doorbell::MARK_LIFETIME_MS)]),
+            (
+                &doorbell::RING,
+                &[P::Int64(store::doorbell::MARK_LIFETIME_MS)],
+            ),
         )?;
         must_ring = marked == 1;
         Ok(inserted)
     })?;
-    let answer = answers
-        .pop()
-        .unwrap_or_else(|| Err(DbError::decoding("no answer for a recorded event".into()).into()))?;
+    let answer = answers.pop().unwrap_or_else(|| {
+        Err(DbError::decoding("no answer for a recorded event".into()).into())
+    })?;
     Ok((answer, must_ring))
 }
 

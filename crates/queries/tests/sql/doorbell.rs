@@ -58,7 +58,10 @@ fn a_mark_that_nobody_cleared_lapses_after_its_lifetime() {
 }
 
 /// The transaction id `statement` left its transaction with: none when it wrote nothing.
-async fn writes_of(conn: &mut sqlx::PgConnection, statement: impl AsyncFnOnce(&mut sqlx::PgConnection) -> u64) -> (u64, Option<i64>) {
+async fn writes_of(
+    conn: &mut sqlx::PgConnection,
+    statement: impl AsyncFnOnce(&mut sqlx::PgConnection) -> u64,
+) -> (u64, Option<i64>) {
     let mut tx = conn.begin().await.unwrap();
     let affected = statement(&mut tx).await;
     let assigned: Option<i64> = sqlx::query_scalar("SELECT txid_current_if_assigned()")
@@ -76,9 +79,15 @@ fn a_ring_that_finds_a_mark_and_a_clear_that_finds_none_write_nothing() {
         assert_eq!(ring(&mut *conn).await, 1);
         // Inside a transaction, a statement that wrote is given a
         // transaction id: these were not, so they wrote no row and no WAL.
-        assert_eq!(writes_of(&mut conn, async |c| ring(c).await).await, (0, None));
+        assert_eq!(
+            writes_of(&mut conn, async |c| ring(c).await).await,
+            (0, None)
+        );
         assert_eq!(clear(&mut *conn).await, 1);
-        assert_eq!(writes_of(&mut conn, async |c| clear(c).await).await, (0, None));
+        assert_eq!(
+            writes_of(&mut conn, async |c| clear(c).await).await,
+            (0, None)
+        );
     });
 }
 
@@ -87,7 +96,11 @@ fn inside_a_transaction_that_has_written_a_ring_always_marks() {
     with_migrated_db(|db| async move {
         let mut conn = db.pool.acquire().await.unwrap();
         assert_eq!(ring(&mut *conn).await, 1);
-        assert_eq!(ring(&mut *conn).await, 0, "a fresh mark, outside any transaction");
+        assert_eq!(
+            ring(&mut *conn).await,
+            0,
+            "a fresh mark, outside any transaction"
+        );
         // What a write on a connection left inside a crashed instance's
         // transaction looks like: the ring that follows it reveals it.
         let mut tx = conn.begin().await.unwrap();
@@ -95,7 +108,11 @@ fn inside_a_transaction_that_has_written_a_ring_always_marks() {
             .execute(&mut *tx)
             .await
             .unwrap();
-        assert_eq!(ring(&mut *tx).await, 1, "a fresh mark, inside a transaction that wrote");
+        assert_eq!(
+            ring(&mut *tx).await,
+            1,
+            "a fresh mark, inside a transaction that wrote"
+        );
         tx.rollback().await.unwrap();
         // Inside one that only began, it does not: which is why the ring
         // follows the caller's write, which gives that transaction an id.

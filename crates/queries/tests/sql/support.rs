@@ -54,7 +54,10 @@ pub const WRITES: &[(&str, &Write)] = &[
         "mappings::DEACTIVATE",
         &friendship_queries::mappings::DEACTIVATE,
     ),
-    ("metrics::COUNT_BATCH", &friendship_queries::metrics::COUNT_BATCH),
+    (
+        "metrics::COUNT_BATCH",
+        &friendship_queries::metrics::COUNT_BATCH,
+    ),
     ("rejected::INSERT", &friendship_queries::rejected::INSERT),
     (
         "retention::PRUNE_EVENTS",
