@@ -243,7 +243,8 @@ mod tests {
                 "scored before processed",
                 "scorer doorbell",
                 "metrics",
-                "retention"
+                "retention",
+                "planned once"
             ]
         );
     }

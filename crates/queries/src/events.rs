@@ -23,15 +23,13 @@ use crate::{Read, Write};
 /// recorded (before, or earlier in the same array), or was recorded and has
 /// been pruned since (its key is in `pruned_conversations`, see
 /// [`crate::retention`]), is skipped (then see [`FIND_EVENT_BY_CONVERSATION`]).
-pub const INSERT_EVENTS: Write = crate::write!(
-    "INSERT INTO conversation_events (processing_id, conversation_id, user_id, payload, accepted_at)
-SELECT e.processing_id, e.conversation_id, e.user_id, e.payload, clock_timestamp()
-FROM jsonb_to_recordset($1::text::jsonb)
-    AS e(processing_id uuid, conversation_id text, user_id text, payload jsonb)
-WHERE NOT EXISTS (
-    SELECT 1 FROM pruned_conversations p WHERE p.conversation_id = e.conversation_id OFFSET 0)
-ON CONFLICT (conversation_id) DO NOTHING"
-);
+///
+/// The insert is the PL/pgSQL function `record_events` (migration
+/// `planned_once`), planned once per pooled connection instead of on every
+/// call; it answers a row for each event it inserted, which this statement
+/// selects without columns: its affected-row count is the number of new
+/// events, and it returns no columns, as no write does.
+pub const INSERT_EVENTS: Write = crate::write!("SELECT FROM record_events($1::text)");
 
 /// Finds the event already recorded for a conversation, to answer a repeat:
 /// the pruned key when the event was pruned (its payload compared by digest),

@@ -391,6 +391,19 @@ fn finding_a_batch_uses_the_partial_index_not_a_scan_of_the_table() {
     });
 }
 
+/// The statement a PL/pgSQL function of the schema runs (its `RETURN QUERY
+/// ...;`), read from its source as migrated.
+async fn function_query(pool: &sqlx::PgPool, function: &str) -> String {
+    let source: String = sqlx::query_scalar("SELECT prosrc FROM pg_proc WHERE proname = $1")
+        .bind(function)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let start = source.find("RETURN QUERY").expect("a RETURN QUERY") + "RETURN QUERY".len();
+    let end = source.rfind(';').expect("a statement");
+    source[start..end].to_owned()
+}
+
 #[test]
 fn whether_a_conversation_has_a_key_is_looked_up_per_event_never_by_reading_every_key() {
     with_migrated_db(|db| async move {
@@ -415,9 +428,9 @@ fn whether_a_conversation_has_a_key_is_looked_up_per_event_never_by_reading_ever
         for (name, sql) in [
             (
                 "INSERT_EVENTS",
-                events::INSERT_EVENTS
-                    .sql
-                    .replace("$1::text::jsonb", "'[]'::jsonb"),
+                function_query(pool, "record_events")
+                    .await
+                    .replace("p_events::jsonb", "'[]'::jsonb"),
             ),
             ("ANY_DUE", events::ANY_DUE.sql.to_owned()),
             (

@@ -1,0 +1,2 @@
+DROP FUNCTION record_events(TEXT);
+DROP FUNCTION suggestion_inputs(TEXT);
