@@ -243,6 +243,17 @@ fn each_kind_of_bad_message_leaves_one_rejected_record_and_changes_nothing() {
             body.to_string().into_bytes(),
             "already recorded",
         ));
+        // Nested past serde_json's 128 levels: the parse recurses as deep as
+        // it ever does, on the scorer's 256 KiB stack (`.cargo/config.toml`).
+        for source in ["channel", "stream"] {
+            let u = user(&format!("deep-{source}"));
+            let payload = format!(
+                r#"{{"user_id":"{u}","conversation_id":"c-{u}","metadata":{}{}}}"#,
+                "[".repeat(4_000),
+                "]".repeat(4_000)
+            );
+            cases.push((source, u, payload.into_bytes(), "recursion limit"));
+        }
         let u = user("bad-doorbell");
         cases.push((
             "channel",

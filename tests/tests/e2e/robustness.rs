@@ -297,3 +297,49 @@ fn a_thousand_malformed_requests_get_4xx_in_the_error_schema_and_write_nothing()
         }
     });
 }
+
+/// Components are linked with a 256 KiB stack (`.cargo/config.toml`), so the
+/// deepest a request can make them recurse must fit in it with room to spare:
+/// JSON nested as deep as serde_json goes (its limit is 128 levels) and far
+/// beyond, in every field of every route that reads a JSON body, answered by
+/// a 4xx in the error schema, never by a trap (a 500).
+#[test]
+fn bodies_nested_past_the_json_depth_limit_get_4xx_not_a_stack_overflow() {
+    run(async {
+        let env = &isolated().await;
+        let u = user("deep");
+        let admin = format!("Bearer {}", token(&u, "admin", SECRET, 600));
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let routes = [
+            ("POST", "/api/v1/conversations/end"),
+            ("POST", "/api/v1/friendship/status"),
+            ("POST", "/api/v1/friendship/update"),
+            ("POST", "/api/v1/activities/suggest"),
+            ("POST", "/api/v1/agent-mappings"),
+            ("PUT", "/api/v1/agent-mappings/1"),
+            ("POST", "/api/v1/admin/events/redrive"),
+        ];
+        for (method, path) in routes {
+            for depth in [127, 128, 129, 4_000] {
+                for body in [
+                    nested(depth),
+                    format!(r#"{{"user_id":"{u}","metadata":{}}}"#, nested(depth)),
+                    format!(r#"{{"user_id":"{u}","context":{}}}"#, nested(depth)),
+                ] {
+                    let headers = [
+                        ("authorization", admin.clone()),
+                        ("content-type", "application/json".to_string()),
+                    ];
+                    let resp = env.raw(method, path, &headers, body.into_bytes()).await;
+                    assert!(
+                        (400..500).contains(&resp.status),
+                        "{method} {path} nested {depth} deep got {}: {}",
+                        resp.status,
+                        resp.text
+                    );
+                    assert_error_schema(&resp);
+                }
+            }
+        }
+    });
+}
