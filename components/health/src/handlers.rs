@@ -122,12 +122,6 @@ pub fn health(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     Ok(reply)
 }
 
-/// `GET /health/live`: the component answers, without touching any
-/// dependency (a liveness probe, and the load script's baseline).
-pub fn liveness(_ctx: &mut Ctx) -> Result<Reply, ApiError> {
-    Reply::ok(&json!({ "status": "alive" }))
-}
-
 /// `GET /openapi.json`.
 pub fn openapi(_ctx: &mut Ctx) -> Result<Reply, ApiError> {
     Ok(Reply {

@@ -1,8 +1,7 @@
 //! Health and the API description: `GET /health` (public; checks every
-//! dependency), `GET /health/live` (public; the process answers; not logged
-//! when it does), `GET /openapi.json`, and the error-schema 404 for every
-//! path no other component serves. Handlers live in [`handlers`]; the
-//! bounded TCP probes that keep `/health` within its time budget are
+//! dependency), `GET /openapi.json`, and the error-schema 404 for every path
+//! no other component serves (`GET /health/live` is the `live` component).
+//! Handlers live in [`handlers`]; the bounded TCP probes that keep `/health` within its time budget are
 //! `friendship_edge::probe`.
 
 mod handlers;
@@ -13,7 +12,6 @@ use spin_sdk::http_component;
 
 const ROUTES: &[Route] = &[
     Route::new(Method::Get, "/health", "health", handlers::health),
-    Route::new(Method::Get, "/health/live", "liveness", handlers::liveness).unlogged(),
     Route::new(Method::Get, "/openapi.json", "openapi", handlers::openapi),
 ];
 
