@@ -155,6 +155,13 @@ fn spin_config() -> Config {
     inner.wasm_component_model_async(true);
     // Spin leaves Cranelift at wasmtime's default, which is Speed.
     inner.cranelift_opt_level(OptLevel::Speed);
+    // A diagnostic of this host only (Spin has none): with SPIN_HOST_PERFMAP
+    // set, guest code is named in /tmp/perf-<pid>.map, so `perf report`
+    // shows wasm functions (by name when the component keeps its name
+    // section: CARGO_PROFILE_RELEASE_STRIP=false). It changes no behaviour.
+    if std::env::var_os("SPIN_HOST_PERFMAP").is_some() {
+        inner.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if use_pooling_allocator_by_default() {
         let max_instances = env("SPIN_MAX_INSTANCE_COUNT", 1_000);
         let mut pooling = PoolingAllocationConfig::default();
