@@ -273,6 +273,7 @@ fn a_wrong_method_on_a_known_path_is_405_with_allow() {
             ("PUT", "/api/v1/friendship/status", "POST"),
             ("GET", "/api/v1/conversations/end", "POST"),
             ("DELETE", "/health", "GET"),
+            ("POST", "/health/live", "GET"),
             ("PATCH", "/api/v1/agent-mappings/1", "GET, PUT, DELETE"),
             ("DELETE", "/api/v1/agent-mappings", "GET, POST"),
             ("GET", "/api/v1/activities/suggest", "POST"),
