@@ -1,8 +1,8 @@
 //! Health and the API description: `GET /health` (public; checks every
 //! dependency), `GET /openapi.json`, and the error-schema 404 for every path
 //! no other component serves (`GET /health/live` is the `live` component).
-//! Handlers live in [`handlers`]; the bounded TCP probes that keep `/health` within its time budget are
-//! `friendship_edge::probe`.
+//! Handlers live in [`handlers`]; the bounded TCP probes that keep `/health`
+//! within its time budget are `friendship_edge::probe`.
 
 mod handlers;
 
