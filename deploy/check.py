@@ -22,9 +22,21 @@ spin-operator's SpinApp definition, offline. Run it through deploy/check.sh.
     exactly one workload; the PodMonitor scrapes only HTTP pods on the
     operator's port name, with the app's metrics_token as its bearer token; probes are /health/live and /health on the HTTP
     SpinApp, none on the scorer; one ticker, on the scorer's channel;
-  - with kubectl installed, `kubectl kustomize` builds every kustomization.
+  - every kustomization renders with `kubectl kustomize` (what `kubectl apply
+    -k` applies), and the rendered objects hold: Kubernetes' own kinds validate
+    strictly against kubernetes-validate's schemas of K8S_VERSION; custom
+    resources against the openAPIV3Schema of their CRD, found under the folder
+    $K8S_CRDS, with the API server's structural semantics (skipped, and said,
+    without K8S_CRDS); every SpinApp comes after the SpinAppExecutor it names
+    (the operator's webhook refuses it otherwise); the SpinApps run the image
+    kustomization.yaml sets, by digest.
+Without kubectl ($KUBECTL empty), the documents are checked as written, with
+the kustomization's namespace, in its `resources` order (sortOptions fifo).
 Exits 1 with one line per problem.
 """
+import copy
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -33,9 +45,11 @@ import tomllib
 from pathlib import Path
 
 try:
+    import jsonschema
+    import kubernetes_validate
     import yaml
-except ImportError:
-    sys.exit("check: PyYAML is missing: run deploy/check.sh, which installs it")
+except ImportError as e:
+    sys.exit(f"check: {e.name} is missing: run deploy/check.sh, which installs it")
 
 DEPLOY = Path(__file__).resolve().parent
 ROOT = DEPLOY.parent
@@ -44,6 +58,13 @@ SPINAPP_API = "core.spinkube.dev/v1alpha1"
 # pkg/spinapp): the container port name and number, and the app-name label.
 OPERATOR_PORT_NAME, OPERATOR_PORT = "http-app", 80
 OPERATOR_NAME_LABEL = "core.spinkube.dev/app-name"
+# The Kubernetes release whose schemas (bundled by kubernetes-validate) the
+# built-in kinds are checked against: an older, still maintained release, so
+# that a field only newer clusters know fails here.
+K8S_VERSION = "1.35"
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# libyaml's loader where PyYAML has it: the CRDs are large.
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Fields of the SpinApp and SpinAppExecutor specs (api/v1alpha1 of the
 # spin-operator); None accepts any value below it.
@@ -172,6 +193,216 @@ def check_kustomizations(docs, kustomizations, spinapps):
             if spinapps and not any(image_name((a.get("spec") or {}).get("image") or "") == image.get("name")
                                     for _, a in spinapps):
                 fail(path.relative_to(DEPLOY), f"images entry {image.get('name')!r} matches no SpinApp image")
+            if "newTag" in image or not DIGEST.match(str(image.get("digest", ""))):
+                fail(path.relative_to(DEPLOY), f"images entry {image.get('name')!r} must pin `digest: sha256:...`, "
+                                               f"not newTag: a tag can move between two pod starts")
+
+
+def kubectl_version(kubectl):
+    run = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True)
+    try:
+        v = json.loads(run.stdout)
+        return f"kubectl {v['clientVersion']['gitVersion']} (kustomize {v.get('kustomizeVersion', '?')})"
+    except (ValueError, KeyError):
+        return kubectl
+
+
+def render(kubectl, path, k, docs):
+    """The objects `kubectl apply -k` applies for the kustomization at path, in
+    its order, and True. Without kubectl, the documents it lists as written,
+    with its namespace, in `resources` order, and whether that is the order
+    kustomize applies them in (sortOptions fifo)."""
+    name = path.parent.relative_to(DEPLOY.parent)
+    if kubectl:
+        run = subprocess.run([kubectl, "kustomize", str(path.parent)], capture_output=True, text=True)
+        if run.returncode != 0:
+            message = " ".join(l.strip() for l in run.stderr.splitlines() if l.strip() not in ("`", ">"))
+            fail(name, f"kubectl kustomize fails: {message[-300:]}")
+            return [], True
+        return [d for d in yaml.load_all(run.stdout, Loader=LOADER) if d is not None], True
+    objects = []
+    for resource in k.get("resources", []):
+        for _, p, doc in docs:
+            if p == path.parent / resource:
+                doc = copy.deepcopy(doc)
+                doc["metadata"]["namespace"] = k.get("namespace")
+                objects.append(doc)
+    return objects, ((k.get("sortOptions") or {}).get("order") == "fifo")
+
+
+def load_crds(folder):
+    """(group, version, kind) -> (openAPIV3Schema, served, file) of every CRD
+    in a YAML file under folder."""
+    crds = {}
+    for path in sorted(list(folder.rglob("*.yaml")) + list(folder.rglob("*.yml"))):
+        try:
+            loaded = list(yaml.load_all(path.read_text(), Loader=LOADER))
+        except yaml.YAMLError as e:
+            fail(path, f"does not parse: {e}".replace("\n", " "))
+            continue
+        for doc in loaded:
+            if not (isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"):
+                continue
+            spec = doc.get("spec") or {}
+            for v in spec.get("versions") or []:
+                schema = (v.get("schema") or {}).get("openAPIV3Schema")
+                crds[(spec.get("group"), v.get("name"), (spec.get("names") or {}).get("kind"))] = (
+                    schema, v.get("served"), path)
+    return crds
+
+
+def structural(schema, logic=False):
+    """A CRD's openAPIV3Schema as a JSON schema with the API server's structural
+    semantics: an object accepts only its properties, unless it is a map
+    (additionalProperties) or says x-kubernetes-preserve-unknown-fields (an
+    embedded resource also has apiVersion, kind and metadata); nullable admits
+    null. Below allOf/anyOf/oneOf/not (logic), schemas only constrain."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "properties":
+            out[key] = {name: structural(item, logic) for name, item in value.items()}
+        elif key in ("items", "additionalProperties"):
+            out[key] = structural(value, logic)
+        elif key == "not":
+            out[key] = structural(value, True)
+        elif key in ("allOf", "anyOf", "oneOf"):
+            out[key] = [structural(item, True) for item in value]
+        elif key != "description":
+            out[key] = value
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    if (not logic and schema.get("type") == "object" and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+        if schema.get("x-kubernetes-embedded-resource"):
+            out["properties"] = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                                 "metadata": {"type": "object"}, **out.get("properties", {})}
+    return out
+
+
+def dotted(path):
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path) or "."
+
+
+def schema_errors(validator, obj):
+    for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
+        yield f"{dotted(e.absolute_path)}: {e.message[:200]}"
+
+
+def validate_object(where, obj, crds, crd_validators):
+    """Fails for what the API server would refuse in obj: a built-in kind by
+    kubernetes-validate (strict), a custom resource by its CRD's schema.
+    Returns False when obj's kind is neither known nor checkable."""
+    api, kind = obj.get("apiVersion", ""), obj.get("kind")
+    group, _, version = api.rpartition("/")
+    key = (group, version, kind)
+    if crds is not None and key in crds:
+        schema, served, path = crds[key]
+        if not served:
+            fail(where, f"{api} {kind} is not served by its CRD ({path})")
+        if key not in crd_validators:
+            root = structural(schema or {})
+            # metadata is the API server's ObjectMeta, checked below.
+            root.setdefault("properties", {})["metadata"] = {"type": "object"}
+            crd_validators[key] = jsonschema.Draft4Validator(root)
+        for message in schema_errors(crd_validators[key], obj):
+            fail(where, f"{message} (CRD {path.name})")
+        # ObjectMeta, strictly, through a ConfigMap that carries it.
+        try:
+            kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata")},
+                                         K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            fail(where, f"{dotted(e.path)}: {e.message[:200]} (ObjectMeta, Kubernetes {e.version})")
+        return True
+    try:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        fail(where, f"{dotted(e.path)}: {e.message[:200]} (Kubernetes {e.version})")
+    except kubernetes_validate.SchemaNotFoundError:
+        if crds is not None:
+            fail(where, f"{api} {kind} is neither a Kubernetes kind of {K8S_VERSION} nor defined by a CRD under K8S_CRDS")
+        return False
+    return True
+
+
+def check_order(where, objects):
+    """The spin-operator's validating webhook (failurePolicy Fail) refuses a
+    SpinApp whose executor does not exist yet in its namespace, and `kubectl
+    apply` creates objects in the order rendered."""
+    executors = [(o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects
+                 if o.get("kind") == "SpinAppExecutor"]
+    seen = set()
+    for o in objects:
+        meta = o.get("metadata") or {}
+        if o.get("kind") == "SpinAppExecutor":
+            seen.add((meta.get("namespace"), meta.get("name")))
+        elif o.get("kind") == "SpinApp":
+            executor = (meta.get("namespace"), (o.get("spec") or {}).get("executor"))
+            if executor not in seen:
+                state = "comes after it" if executor in executors else "is not in it"
+                fail(where, f"SpinApp {meta.get('name')} is applied before its SpinAppExecutor {executor[1]}, "
+                            f"which {state}: the operator's webhook refuses the SpinApp on a first apply "
+                            f"(list the executor first, with sortOptions order fifo)")
+
+
+def check_image(where, objects, k):
+    """Every rendered SpinApp runs the image kustomization.yaml sets (which
+    needs kustomizeconfig.yaml: kustomize does not know SpinApp.spec.image)."""
+    spinapps = [o for o in objects if o.get("kind") == "SpinApp"]
+    images = k.get("images") or []
+    if spinapps and len(images) != 1:
+        fail(where, f"must set the SpinApps' image in exactly one `images` entry (found {len(images)})")
+        return
+    for image in images:
+        wanted = (image.get("newName") or image.get("name")) + (
+            f"@{image['digest']}" if image.get("digest") else f":{image['newTag']}" if image.get("newTag") else "")
+        for app in spinapps:
+            got = (app.get("spec") or {}).get("image")
+            if got != wanted:
+                fail(where, f"SpinApp {app['metadata']['name']} renders image {got!r}, not {wanted!r}")
+
+
+def check_rendered(docs, kustomizations):
+    notes = []
+    kubectl = os.environ["KUBECTL"] if "KUBECTL" in os.environ else shutil.which("kubectl")
+    if kubectl:
+        print(f"check: rendering with {kubectl_version(kubectl)}")
+    else:
+        notes.append("no kubectl: kustomizations not rendered; their documents are checked as written, "
+                     "in `resources` order, without the image transformer")
+    folder = os.environ.get("K8S_CRDS")
+    crds = None
+    if not folder or not Path(folder).is_dir():
+        notes.append(f"K8S_CRDS {'unset' if not folder else repr(folder) + ' is not a folder'}: "
+                     f"custom resources not checked against their CRDs")
+    else:
+        crds = load_crds(Path(folder))
+        if not crds:
+            fail("K8S_CRDS", f"{folder} holds no CustomResourceDefinition")
+    crd_validators = {}
+    checked = unchecked = 0
+    for path, k in kustomizations:
+        objects, ordered = render(kubectl, path, k, docs)
+        name = f"{path.parent.relative_to(DEPLOY.parent)}/ ({'rendered' if kubectl else 'as written'})"
+        for obj in objects:
+            where = f"{name} {obj.get('kind')} {(obj.get('metadata') or {}).get('name')}"
+            if validate_object(where, obj, crds, crd_validators):
+                checked += 1
+            else:
+                unchecked += 1
+        if ordered:
+            check_order(name, objects)
+        elif any(o.get("kind") == "SpinApp" for o in objects):
+            fail(name, "without kubectl, the apply order is known only for sortOptions order fifo")
+        if kubectl:
+            check_image(name, objects, k)
+    used = sorted({f"{kind} {group}/{version}" for (group, version, kind) in crd_validators})
+    print(f"check: {checked} objects validated (Kubernetes {K8S_VERSION}"
+          f"{'; CRDs from K8S_CRDS: ' + ', '.join(used) if used else ''})"
+          f"{f'; {unchecked} custom resources not validated' if unchecked else ''}")
+    return notes
 
 
 def load_spin():
@@ -409,15 +640,8 @@ def main():
         if not (tick and tick.isdigit() and int(tick) >= 1):
             fail(where, f"TICK_SECONDS must come from a ConfigMap key holding whole seconds >= 1 (found {tick!r})")
 
-    # kustomize builds, when kubectl is here.
-    if shutil.which("kubectl"):
-        for path, _ in kustomizations:
-            run = subprocess.run(["kubectl", "kustomize", str(path.parent)], capture_output=True, text=True)
-            if run.returncode != 0:
-                message = " ".join(l.strip() for l in run.stderr.splitlines() if l.strip() not in ("`", ">"))
-                fail(path.relative_to(DEPLOY), f"kubectl kustomize fails: {message[-300:]}")
-    else:
-        notes.append("kubectl not found: kustomize builds not checked")
+    # What `kubectl apply -k` would apply: schemas, order, image.
+    notes += check_rendered(docs, kustomizations)
 
     for note in notes:
         print(f"check: note: {note}")
@@ -427,7 +651,7 @@ def main():
         sys.exit(f"check: {len(errors)} problem(s) in deploy/")
     print(f"check: ok: {len(docs)} manifests in {len({p for _, p, _ in docs})} files, "
           f"{len(spinapps)} SpinApps ({', '.join(f'{n}: {sorted(c)}' for n, c in kept_by.items())}), "
-          f"{len(kustomizations)} kustomizations; variables, secrets, references, selectors, probes and ticker agree")
+          f"{len(kustomizations)} kustomizations; variables, secrets, references, selectors, probes, ticker, apply order and image agree")
 
 
 if __name__ == "__main__":
