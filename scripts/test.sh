@@ -8,7 +8,8 @@
 # twice: with the test host imitating Spin 4.0 (the default), then Spin 3.6.
 # Then, outside cargo: the README's run command on private servers
 # (scripts/check-run.sh), the HTTP contract fuzzed from openapi.json
-# (scripts/contract.sh) and the Kubernetes manifests (deploy/check.sh).
+# (scripts/contract.sh), the Kubernetes manifests (deploy/check.sh) and the
+# monitoring rules, their tests and the dashboard (scripts/check-monitoring.sh).
 #
 #   bash scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -47,8 +48,11 @@ bash scripts/contract.sh || { status=$?; contract_check=FAILED; }
 echo "test.sh: the Kubernetes manifests (deploy/check.sh)" >&2
 deploy_check=ok
 bash deploy/check.sh || { status=$?; deploy_check=FAILED; }
+echo "test.sh: the monitoring rules, their tests and the dashboard (scripts/check-monitoring.sh)" >&2
+monitoring_check=ok
+bash scripts/check-monitoring.sh || { status=$?; monitoring_check=FAILED; }
 # One closing line for the whole run, over every test binary's summary.
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "workspace: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
-echo "run command (scripts/check-run.sh): $run_check; contract (scripts/contract.sh): $contract_check; manifests (deploy/check.sh): $deploy_check"
+echo "run command (scripts/check-run.sh): $run_check; contract (scripts/contract.sh): $contract_check; manifests (deploy/check.sh): $deploy_check; monitoring (scripts/check-monitoring.sh): $monitoring_check"
 exit "$status"
