@@ -2,7 +2,8 @@
 """Checks the Kubernetes manifests of deploy/ against spin.toml and the
 spin-operator's SpinApp definition, offline. Run it through deploy/check.sh.
 
-  - every YAML document under deploy/ parses; every manifest is listed in its
+  - every YAML document under deploy/ parses (except monitoring/rules/ and
+    monitoring/tests/, Prometheus' own files); every manifest is listed in its
     directory's kustomization.yaml (and nothing listed is missing);
   - SpinApps are core.spinkube.dev/v1alpha1 and use only fields of the
     operator's SpinApp (as read at the version named in deploy/README.md), all
@@ -95,6 +96,10 @@ SECRETISH = re.compile(r"secret|token|password|passwd|credential|(^|_)url$", re.
 CREDENTIAL_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^@\s/]+@", re.I)
 LOOPBACK = re.compile(r"^(127(\.\d+){3}|localhost|\[::1\])(:\d+)?$")
 TEMPLATE = re.compile(r"\{\{\s*([a-z0-9_]+)\s*\}\}")
+# Prometheus' own files, not Kubernetes manifests: the rule file that
+# monitoring/prometheusrule.yaml is generated from, and promtool's tests
+# (scripts/check-monitoring.sh checks both).
+NOT_MANIFESTS = (Path("monitoring/rules"), Path("monitoring/tests"))
 
 errors = []
 
@@ -148,6 +153,8 @@ def load_documents():
     docs, kustomizations = [], []
     for path in sorted(list(DEPLOY.rglob("*.yaml")) + list(DEPLOY.rglob("*.yml"))):
         name = path.relative_to(DEPLOY)
+        if any(name.is_relative_to(d) for d in NOT_MANIFESTS):
+            continue
         try:
             loaded = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
         except yaml.YAMLError as e:
