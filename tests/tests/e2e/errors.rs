@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use e2e::host::{App, AppConfig};
+use e2e::host::AppConfig;
 use serde_json::{json, Value};
 
 use crate::support::{
-    conversation, host_port, isolated, run, servers, shared, token, user, with_db_param, Resp,
-    SECRET,
+    conversation, host_port, isolated, run, servers, shared, token, user, with_db_param, HttpApp,
+    Resp, SECRET,
 };
 
 /// Posts raw bytes as JSON to the status route.
@@ -411,7 +411,7 @@ fn checks_run_in_order_routing_then_authentication_then_body_then_subject() {
     });
 }
 
-async fn app_with(db_url: &str, redis_url: &str) -> App {
+async fn app_with(db_url: &str, redis_url: &str) -> HttpApp {
     let variables: HashMap<String, String> = [
         ("db_url", db_url.to_string()),
         ("db_host", host_port(db_url)),
@@ -429,7 +429,7 @@ async fn app_with(db_url: &str, redis_url: &str) -> App {
         .parent()
         .unwrap()
         .to_path_buf();
-    App::start(AppConfig {
+    let config = AppConfig {
         manifest: root.join("spin.toml"),
         runtime_config: None,
         variables,
@@ -437,9 +437,8 @@ async fn app_with(db_url: &str, redis_url: &str) -> App {
         redis_trigger: false,
         env_variables: false,
         ..AppConfig::default()
-    })
-    .await
-    .expect("the app starts without its dependencies")
+    };
+    HttpApp::start_alone(&config, "http-alone").await
 }
 
 async fn call(
@@ -449,7 +448,7 @@ async fn call(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> Resp {
-    crate::support::request(&reqwest::Client::new(), base, method, path, token, body).await
+    crate::support::request(&crate::support::client(), base, method, path, token, body).await
 }
 
 #[test]
@@ -462,7 +461,7 @@ fn a_database_that_is_down_is_503_with_retry_after_and_health_says_so_in_time() 
             &redis.url(),
         )
         .await;
-        let base = app.base_url().to_string();
+        let base = app.base_url();
         let t = token("svc", "service", SECRET, 60);
         let u = user("down");
         let resp = call(
@@ -516,7 +515,7 @@ fn a_database_that_does_not_answer_in_time_is_504() {
         let impatient = with_db_param(&env.db_url, "options", "-c statement_timeout=300");
         let app = app_with(&impatient, &redis.url()).await;
         let resp = call(
-            app.base_url(),
+            &app.base_url(),
             "POST",
             "/api/v1/friendship/update",
             Some(&token("svc", "service", SECRET, 60)),

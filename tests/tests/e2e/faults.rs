@@ -170,7 +170,7 @@ fn events_posted_while_redis_restarts_or_pauses_all_end_processed() {
 /// that has only begun or only read (no transaction id yet). A post that
 /// gets that connection must still commit its event before answering 202.
 #[test]
-fn a_post_on_a_connection_left_inside_a_transaction_that_only_read_is_durable() {
+fn a_post_on_a_connection_left_inside_a_transaction_that_only_read_is_durable_on_the_host() {
     run(async {
         let env = isolated().await;
         let u = user("stale");

@@ -1,5 +1,6 @@
 //! Scale-out, proven on one machine: the app run the way a cluster runs it,
-//! as separate OS processes of `spin-host` (the stand-in for `spin up`) —
+//! as separate OS processes of the run's server (`spin up` of a real Spin,
+//! or `spin-host`, its stand-in) —
 //! two HTTP processes (every HTTP component, each on a port of its own) and
 //! three scorer processes (`--component-id scorer`), against one Postgres
 //! database and one Redis, with a doorbell ticker as `scripts/scorer.sh`
@@ -335,14 +336,7 @@ fn two_http_and_three_scorer_processes_one_killed_mid_stream_score_every_event_e
         // HTTP process, the Redis trigger's alone in each scorer process.
         let manifest_path = root().join("spin.toml");
         let manifest = e2e::host::manifest::Manifest::from_file(&manifest_path).unwrap();
-        let mut http_components: Vec<String> = manifest
-            .trigger
-            .http
-            .iter()
-            .map(|t| t.component.clone())
-            .collect();
-        http_components.sort();
-        http_components.dedup();
+        let http_components = crate::support::http_components();
         let scorer_components: Vec<String> = manifest
             .trigger
             .redis
@@ -351,12 +345,14 @@ fn two_http_and_three_scorer_processes_one_killed_mid_stream_score_every_event_e
             .collect();
         assert_eq!(scorer_components, ["scorer"]);
         let spin_compat = e2e::host::SpinCompat::from_env();
+        let server = crate::support::server();
         let spec = |name: String, components: &[String], ready: Ready| HostSpec {
             name,
             manifest: manifest_path.clone(),
-            runtime_config: runtime_config.clone(),
+            runtime_config: Some(runtime_config.clone()),
             components: components.to_vec(),
             variables: variables.clone(),
+            variables_in_env: false,
             spin_compat,
             ready,
         };
@@ -716,7 +712,7 @@ fn two_http_and_three_scorer_processes_one_killed_mid_stream_score_every_event_e
             .unwrap();
         let orphaned = orphaned.load(Ordering::Relaxed);
         eprintln!(
-            "scale (SPIN_COMPAT={spin_compat}): {TOTAL} events for {USERS} users (up to {max_per_user} each) \
+            "scale ({server}): {TOTAL} events for {USERS} users (up to {max_per_user} each) \
              via HTTP {per_process:?} (2 processes; {} answers 503 retried), channel {CHANNEL_EVENTS}, \
              stream {STREAM_EVENTS}; {SCORER_PROCESSES} scorer processes, one SIGKILLed {:.1} s after the \
              first post with {processed_at_kill} processed, {} recorded not yet processed, {stream_left} \

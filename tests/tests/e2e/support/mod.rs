@@ -5,11 +5,18 @@
 //! for assertions; [`processes`] runs the app as separate `spin-host`
 //! processes instead, as a cluster would.
 //!
-//! The host imitates the Spin line of `SPIN_COMPAT` (3.6, 4.0 — the default —
-//! or 4.1; see `e2e::host::SpinCompat`). A statement that line would never
-//! answer (Spin 4.0.0–4.0.2's hang on a Postgres query without rows) traps
-//! its invocation and fails the test that caused it: every request, and
-//! every wait for the scorer, checks the environment's violations.
+//! The app runs on one [`Server`] for the whole run: the project's host
+//! imitating the Spin line of `SPIN_COMPAT` (3.6, 4.0 — the default — or
+//! 4.1; see `e2e::host::SpinCompat`), or a real Spin CLI named by `SPIN_BIN`
+//! (then every component runs in real `spin up` processes: the HTTP routes in
+//! one, each scorer in its own, supervised). Under the host, a statement the
+//! imitated line would never answer (Spin 4.0.0–4.0.2's hang on a Postgres
+//! query without rows) traps its invocation and fails the test that caused
+//! it: every request, and every wait for the scorer, checks the
+//! environment's violations. Under a real Spin such a request really hangs,
+//! and the client's timeout ([`REQUEST_TIMEOUT`]) fails the test instead.
+//! Tests that need a hook inside the runtime are named `…_on_the_host` and
+//! skipped under a real Spin (`scripts/test.sh` passes `--skip _on_the_host`).
 //!
 //! Every environment has a database of its own (`e2e_<uuid>`), dropped with
 //! it, even when its test panics; the shared one's when the test binary
@@ -37,7 +44,79 @@ use sqlx::PgPool;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
+use processes::{HostProcess, HostSpec, Ready};
 use servers::PrivateRedis;
+
+/// The longest any request of the suite may take: past it the test fails
+/// (under a real Spin, a statement it never answers hangs the request).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What serves the app in this run.
+#[derive(Debug, Clone)]
+pub enum Server {
+    /// The project's wasmtime host, imitating a Spin line.
+    Host(e2e::host::SpinCompat),
+    /// A real Spin CLI (`SPIN_BIN`), and the version it reports.
+    Spin { bin: PathBuf, version: String },
+}
+
+impl std::fmt::Display for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Server::Host(compat) => write!(f, "the test host imitating Spin {compat}"),
+            Server::Spin { bin, version } => write!(f, "{version} ({})", bin.display()),
+        }
+    }
+}
+
+impl Server {
+    pub fn is_real_spin(&self) -> bool {
+        matches!(self, Server::Spin { .. })
+    }
+}
+
+/// The server of this run: the real Spin CLI at `SPIN_BIN` when it is set
+/// (and non-empty), else the project's host in the `SPIN_COMPAT` mode.
+/// Printed once, so every run's output says what served it.
+pub fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let server = match std::env::var_os("SPIN_BIN").filter(|v| !v.is_empty()) {
+            Some(bin) => {
+                let bin = PathBuf::from(bin);
+                let out = std::process::Command::new(&bin)
+                    .arg("--version")
+                    .output()
+                    .unwrap_or_else(|e| panic!("SPIN_BIN={}: {e}", bin.display()));
+                assert!(out.status.success(), "SPIN_BIN={}: --version failed", bin.display());
+                let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                Server::Spin { bin, version }
+            }
+            None => Server::Host(e2e::host::SpinCompat::from_env()),
+        };
+        eprintln!("e2e: the app runs on {server}");
+        server
+    })
+}
+
+/// Panics unless the app runs on the project's host: for helpers that reach
+/// inside the runtime (a test using one is named `…_on_the_host`).
+#[track_caller]
+pub fn require_host(what: &str) {
+    assert!(
+        !server().is_real_spin(),
+        "{what} needs the project's host: name the test `…_on_the_host` (skipped under a real Spin)"
+    );
+}
+
+/// The suite's HTTP client: bounded in time, so no request waits forever.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(32)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .unwrap()
+}
 
 /// The secret the suite's tokens are signed with.
 pub const SECRET: &str = "e2e-secret-not-for-production";
@@ -211,7 +290,7 @@ pub struct Env {
     /// The Redis of the channel, the stream and the key-value store (db 1).
     pub redis_url: String,
     pub client: reqwest::Client,
-    http: tokio::sync::Mutex<Option<App>>,
+    http: tokio::sync::Mutex<Option<HttpApp>>,
     stop: watch::Sender<bool>,
     pub scorer_restarts: Arc<std::sync::atomic::AtomicUsize>,
     /// Statements the imitated Spin line would never have answered, from
@@ -343,10 +422,8 @@ impl Env {
             ..AppConfig::default()
         };
         let spin_compat = config.spin_compat;
-        let http = App::start(config.clone())
-            .await
-            .expect("the HTTP app starts");
-        let base_url = http.base_url().to_string();
+        let http = HttpApp::start(&config, dir.path(), "http").await;
+        let base_url = http.base_url();
         let (stop, stop_rx) = watch::channel(false);
         let scorer_restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let violations = Violations::default();
@@ -358,19 +435,26 @@ impl Env {
             ..config
         };
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
-        for _ in 0..SCORERS {
-            tokio::spawn(supervise_scorer(
-                scorer.clone(),
-                stop_rx.clone(),
-                scorer_restarts.clone(),
-                started_tx.clone(),
-                violations.clone(),
-            ));
+        for n in 0..SCORERS {
+            let supervised = Supervised {
+                config: scorer.clone(),
+                name: format!("scorer-{}", n + 1),
+                dir: dir.path().to_path_buf(),
+                stop: stop_rx.clone(),
+                restarts: scorer_restarts.clone(),
+                started: started_tx.clone(),
+                violations: violations.clone(),
+            };
+            if server().is_real_spin() {
+                tokio::spawn(supervise_scorer_process(supervised));
+            } else {
+                tokio::spawn(supervise_scorer(supervised));
+            }
         }
         // Ready when every scorer is subscribed, as a deployment is once its
         // scorer processes are up.
         for _ in 0..SCORERS {
-            tokio::time::timeout(Duration::from_secs(60), started.recv())
+            tokio::time::timeout(START_WITHIN, started.recv())
                 .await
                 .expect("the scorers start");
         }
@@ -387,10 +471,7 @@ impl Env {
             db,
             db_url,
             redis_url,
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(32)
-                .build()
-                .unwrap(),
+            client: client(),
             http: tokio::sync::Mutex::new(Some(http)),
             stop,
             scorer_restarts,
@@ -456,8 +537,11 @@ impl Env {
     /// and puts it back as it is: what an instance that crashed mid-way
     /// leaves for the next request (Spin's pool does not roll back).
     pub async fn leave_on_a_pooled_connection(&self, statements: &str) {
+        require_host("leaving a statement on a pooled connection");
         let http = self.http.lock().await;
-        let app = http.as_ref().expect("the HTTP app runs");
+        let Some(HttpApp::InProcess(app)) = http.as_ref() else {
+            panic!("the HTTP app runs in this process");
+        };
         let client = app
             .postgres_pools()
             .get(&self.db_url)
@@ -638,16 +722,30 @@ impl Drop for Env {
     }
 }
 
-/// Keeps a scorer running as scripts/scorer.sh does: started again whenever
-/// its Redis trigger ends (or could not start). Copies the app's Spin-compat
-/// violations into `violations` as they appear.
-async fn supervise_scorer(
+/// What a scorer supervisor needs: the scorer's configuration, where its
+/// process (under a real Spin) writes, and what it reports to its [`Env`].
+struct Supervised {
     config: AppConfig,
-    mut stop: watch::Receiver<bool>,
+    name: String,
+    dir: PathBuf,
+    stop: watch::Receiver<bool>,
     restarts: Arc<std::sync::atomic::AtomicUsize>,
     started: tokio::sync::mpsc::UnboundedSender<()>,
     violations: Violations,
-) {
+}
+
+/// Keeps a scorer running as scripts/scorer.sh does: started again whenever
+/// its Redis trigger ends (or could not start). Copies the app's Spin-compat
+/// violations into `violations` as they appear.
+async fn supervise_scorer(s: Supervised) {
+    let Supervised {
+        config,
+        mut stop,
+        restarts,
+        started,
+        violations,
+        ..
+    } = s;
     loop {
         if *stop.borrow() {
             return;
@@ -678,6 +776,163 @@ async fn supervise_scorer(
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
             },
+        }
+    }
+}
+
+/// As [`supervise_scorer`], for a scorer that is a real `spin up` process
+/// (`spin up --component-id scorer`, exactly scripts/scorer.sh's loop):
+/// started again a moment after it exits, killed when the env stops.
+async fn supervise_scorer_process(s: Supervised) {
+    let Supervised {
+        config,
+        name,
+        dir,
+        mut stop,
+        restarts,
+        started,
+        ..
+    } = s;
+    let spec = process_spec(&config, &name, vec!["scorer".to_string()], Ready::Subscribed);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let mut host = HostProcess::spawn(&spec, &dir);
+        let ready = tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                host.wait_ready(START_WITHIN)
+            }))
+        });
+        if ready.is_ok() {
+            let _ = started.send(());
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if !host.is_running() {
+                        break;
+                    }
+                }
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            }
+        }
+        restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+    }
+}
+
+/// How long a component process may take to start: the first start of a
+/// build compiles every component (Spin caches the compiled code, so later
+/// starts take well under a second).
+pub const START_WITHIN: Duration = Duration::from_secs(180);
+
+/// The process that runs `components` of `config`'s app (a real `spin up`
+/// or a `spin-host`), with its variables on the command line.
+fn process_spec(config: &AppConfig, name: &str, components: Vec<String>, ready: Ready) -> HostSpec {
+    HostSpec {
+        name: name.to_string(),
+        manifest: config.manifest.clone(),
+        runtime_config: config.runtime_config.clone(),
+        components,
+        variables: config
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        variables_in_env: false,
+        spin_compat: config.spin_compat,
+        ready,
+    }
+}
+
+/// The HTTP components of `spin.toml` (those of its HTTP triggers).
+pub fn http_components() -> Vec<String> {
+    let manifest = e2e::host::manifest::Manifest::from_file(&root().join("spin.toml")).unwrap();
+    let mut components: Vec<String> = manifest
+        .trigger
+        .http
+        .iter()
+        .map(|t| t.component.clone())
+        .collect();
+    components.sort();
+    components.dedup();
+    components
+}
+
+/// The HTTP side of an app: the host's, in this process, or a real
+/// `spin up` process serving every HTTP component.
+pub enum HttpApp {
+    InProcess(App),
+    /// The process, and the directory of its output when it owns one.
+    Process(HostProcess, Option<tempfile::TempDir>),
+}
+
+impl HttpApp {
+    /// Starts `config`'s HTTP routes on the run's [`server`]; a process
+    /// writes its output under `dir`.
+    pub async fn start(config: &AppConfig, dir: &std::path::Path, name: &str) -> HttpApp {
+        if !server().is_real_spin() {
+            return HttpApp::InProcess(
+                App::start(config.clone())
+                    .await
+                    .expect("the HTTP app starts"),
+            );
+        }
+        let spec = process_spec(config, name, http_components(), Ready::Serving);
+        let dir = dir.to_path_buf();
+        // Spawned on a runtime worker thread, which lives as long as the
+        // test binary (a process dies with the thread that spawned it).
+        tokio::spawn(async move {
+            let mut host = HostProcess::spawn(&spec, &dir);
+            tokio::task::block_in_place(|| host.wait_ready(START_WITHIN));
+            HttpApp::Process(host, None)
+        })
+        .await
+        .expect("the HTTP process starts")
+    }
+
+    /// As [`HttpApp::start`], for an app on its own: a process's output
+    /// goes to a directory of its own, removed with it.
+    pub async fn start_alone(config: &AppConfig, name: &str) -> HttpApp {
+        let dir = tempfile::tempdir().unwrap();
+        match HttpApp::start(config, dir.path(), name).await {
+            HttpApp::Process(host, _) => HttpApp::Process(host, Some(dir)),
+            app => app,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        match self {
+            HttpApp::InProcess(app) => app.base_url().to_string(),
+            HttpApp::Process(host, _) => host.base_url(),
+        }
+    }
+
+    /// What the imitated Spin line would never have answered (none under
+    /// a real Spin: there the request hangs, and times out).
+    pub fn spin_compat_violations(&self) -> Vec<String> {
+        match self {
+            HttpApp::InProcess(app) => app.spin_compat_violations(),
+            HttpApp::Process(host, _) => host.spin_compat_violations(),
+        }
+    }
+
+    /// The process's last output lines (nothing for the in-process app).
+    pub fn output(&self) -> String {
+        match self {
+            HttpApp::InProcess(_) => String::new(),
+            HttpApp::Process(host, _) => host.output(),
+        }
+    }
+
+    pub async fn shutdown(self) {
+        match self {
+            HttpApp::InProcess(app) => app.shutdown().await,
+            HttpApp::Process(mut host, _) => host.kill(),
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The app as a cluster runs it: separate OS processes of the project's
-//! `spin-host` binary (the stand-in for `spin up`), each serving some of
-//! `spin.toml`'s components, as replicas of a deployment would.
+//! The app as a cluster runs it: separate OS processes, each serving some of
+//! `spin.toml`'s components, as replicas of a deployment would. The process
+//! is the real `spin up` when the suite runs under a real Spin (`SPIN_BIN`,
+//! see [`super::server`]), else the project's `spin-host` binary (its
+//! stand-in) imitating the Spin line of `SPIN_COMPAT`.
 //!
 //! A [`HostProcess`] is started with `--listen 127.0.0.1:0` and reports the
 //! address it bound (no port is guessed, so none collides), is ready once
@@ -22,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use super::Server;
 
 /// What the host logs (`e2e::host::postgres::WouldHang`) when the imitated
 /// Spin line would never have answered a statement.
@@ -47,12 +51,17 @@ pub struct HostSpec {
     /// A name for logs and messages (`http-1`, `scorer-2`).
     pub name: String,
     pub manifest: PathBuf,
-    pub runtime_config: PathBuf,
+    /// `--runtime-config-file`; without one, Spin's built-in key-value
+    /// store (SQLite under the state directory), as a plain `spin up`.
+    pub runtime_config: Option<PathBuf>,
     /// `--component-id`s: the components whose triggers this host runs.
     pub components: Vec<String>,
     /// `--variable name=value`s (the environment's `SPIN_VARIABLE_*` are
     /// removed, so these and the manifest's defaults are all it sees).
     pub variables: Vec<(String, String)>,
+    /// Pass [`HostSpec::variables`] as `SPIN_VARIABLE_<NAME>` environment
+    /// variables instead, as a developer running `spin up` by hand does.
+    pub variables_in_env: bool,
     pub spin_compat: e2e::host::SpinCompat,
     pub ready: Ready,
 }
@@ -79,25 +88,51 @@ impl HostProcess {
         let stdout = dir.join(format!("{}.stdout.txt", spec.name));
         let stderr = dir.join(format!("{}.stderr.txt", spec.name));
         let log_dir = dir.join(format!("logs-{}", spec.name));
-        let mut command = Command::new(spin_host_binary());
+        let binary = match super::server() {
+            Server::Host(_) => spin_host_binary(),
+            Server::Spin { bin, .. } => bin.clone(),
+        };
+        let mut command = Command::new(&binary);
+        match super::server() {
+            Server::Host(_) => {
+                command
+                    .args(["--spin-compat", spec.spin_compat.as_str()])
+                    .args(["--listen", "127.0.0.1:0"]);
+            }
+            // `--listen` is an option of the HTTP trigger only: a scorer
+            // process refuses it.
+            Server::Spin { .. } => {
+                command.arg("up");
+                if spec.ready == Ready::Serving {
+                    command.args(["--listen", "127.0.0.1:0"]);
+                }
+            }
+        }
         command
             .arg("--from")
             .arg(&spec.manifest)
-            .arg("--runtime-config-file")
-            .arg(&spec.runtime_config)
-            .args(["--listen", "127.0.0.1:0", "--quiet", "--spin-compat"])
-            .arg(spec.spin_compat.as_str())
+            .arg("--quiet")
             .arg("--log-dir")
-            .arg(&log_dir);
+            .arg(&log_dir)
+            // Spin's built-in key-value store and other state: the test's own.
+            .arg("--state-dir")
+            .arg(dir.join(format!("state-{}", spec.name)));
+        if let Some(runtime_config) = &spec.runtime_config {
+            command.arg("--runtime-config-file").arg(runtime_config);
+        }
         for id in &spec.components {
             command.args(["--component-id", id]);
-        }
-        for (name, value) in &spec.variables {
-            command.arg("--variable").arg(format!("{name}={value}"));
         }
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("SPIN_VARIABLE_") {
                 command.env_remove(key);
+            }
+        }
+        for (name, value) in &spec.variables {
+            if spec.variables_in_env {
+                command.env(format!("SPIN_VARIABLE_{}", name.to_uppercase()), value);
+            } else {
+                command.arg("--variable").arg(format!("{name}={value}"));
             }
         }
         command
@@ -116,7 +151,7 @@ impl HostProcess {
         }
         let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", spin_host_binary().display()));
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
         // Copies stdout to its file, and hands every line to `wait_ready`.
         let (lines_tx, lines) = mpsc::channel::<String>();
         let pipe = child.stdout.take().unwrap();
@@ -156,8 +191,9 @@ impl HostProcess {
                             return;
                         }
                     }
+                    // `Active Channels on ADDR:` (Spin), `Active Channels:` (the host).
                     Ready::Subscribed => {
-                        if line.starts_with("Active Channels:") {
+                        if line.starts_with("Active Channels") {
                             return;
                         }
                     }
