@@ -28,7 +28,8 @@
 # CONTRACT_WORKERS (1: schemathesis's workers are threads, and CPython 3.11,
 # Debian 12's, can fail a thread's regex-to-AST work with a spurious
 # "AST constructor recursion depth mismatch", python/cpython#106905),
-# START_TIMEOUT (seconds to wait for the app, 300),
+# START_TIMEOUT (seconds to wait for the app, 300), SPIN_BIN (the Spin CLI
+# run.sh serves with; the spin on PATH, else the project's host, when unset),
 # SPIN_VARIABLE_JWT_SECRET (a random one when unset). Fuzzing and stateful
 # testing go on until the time is spent, so a seed fixes the cases drawn but
 # a faster machine draws more of them.
@@ -88,7 +89,8 @@ fi
 log "building the components, the migrator and the wasmtime host"
 bash scripts/build-components.sh
 cargo build --locked --profile host -q -p migrator
-if ! command -v spin >/dev/null; then
+# run.sh serves with SPIN_BIN, else the spin on PATH, else the wasmtime host.
+if [[ -z "${SPIN_BIN:-}" ]] && ! command -v spin >/dev/null; then
     cargo build --locked --profile host -q -p e2e --bin spin-host
 fi
 if [[ -z "${SPIN_VARIABLE_JWT_SECRET:-}" ]]; then

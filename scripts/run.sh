@@ -8,13 +8,15 @@
 #   4. the scorer as its own supervised process (restarted whenever its Redis
 #      trigger ends), with a doorbell ticker;
 #   5. the HTTP routes on http://$LISTEN (default 127.0.0.1:3000).
-# With the Spin CLI installed it runs `spin up --runtime-config-file ...`;
-# without it, the project's wasmtime host (tests/src/bin/spin-host.rs) serves
-# the same components from the same spin.toml, and says so.
+# With a Spin CLI (SPIN_BIN, a path, or `spin` on PATH) it runs
+# `spin build` and `spin up --runtime-config-file ...`; without one, the
+# project's wasmtime host (tests/src/bin/spin-host.rs) serves the same
+# components from the same spin.toml, and says so.
 #
 #   bash scripts/run.sh                 # Ctrl-C stops everything it started
-# Environment: LISTEN, SPIN_VARIABLE_JWT_SECRET (a random one is made and
-# printed when unset), SPIN_VARIABLE_* for any other variable of spin.toml.
+# Environment: LISTEN, SPIN_BIN (the Spin CLI to use), SPIN_VARIABLE_JWT_SECRET
+# (a random one is made and printed when unset), SPIN_VARIABLE_* for any other
+# variable of spin.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -50,9 +52,11 @@ target/host/migrator up
 target/host/migrator seed
 
 echo "run: building the components" >&2
-if command -v spin >/dev/null; then
-    spin build
-    runner=(spin up)
+spin_cli=${SPIN_BIN:-$(command -v spin || true)}
+if [[ -n "$spin_cli" ]]; then
+    "$spin_cli" build
+    runner=("$spin_cli" up)
+    echo "run: serving with $("$spin_cli" --version) ($spin_cli)" >&2
 else
     bash scripts/build-components.sh
     echo "run: building the wasmtime host (the first build takes several minutes)" >&2

@@ -15,6 +15,8 @@ runtime_config=$1
 shift
 runner=("$@")
 channel=${SPIN_VARIABLE_EVENTS_CHANNEL:-conversation-events}
+# This ticker rings the scorers, not the app's own (spin.toml, self_tick_ms).
+export SPIN_VARIABLE_SELF_TICK_MS=${SPIN_VARIABLE_SELF_TICK_MS:-0}
 tick_seconds=${TICK_SECONDS:-2}
 scorers=${SCORERS:-2}
 

@@ -252,22 +252,48 @@ impl Stream {
         Ok(handled)
     }
 
+    /// Waits up to `block_ms` for new entries and records the ones that
+    /// arrive (the scorer's own ticker, [`crate::scorer`]); how many it
+    /// handled. Returns at once when entries are waiting.
+    pub fn wait_for_new(
+        &self,
+        db: &Db,
+        redis: &Connection,
+        block_ms: u64,
+    ) -> Result<usize, StreamError> {
+        let entries = match self.read(redis, Some(block_ms)) {
+            Err(e) if is_no_group(&e) => {
+                self.create_group(redis)?;
+                self.read(redis, Some(block_ms))?
+            }
+            other => other?,
+        };
+        if !entries.is_empty() {
+            self.record(db, redis, &entries)?;
+        }
+        Ok(entries.len())
+    }
+
     fn read_new(&self, redis: &Connection) -> Result<Vec<Entry>, StreamError> {
-        let answer = redis
-            .execute(
-                "XREADGROUP",
-                &[
-                    arg("GROUP"),
-                    arg(&self.group),
-                    arg(CONSUMER),
-                    arg("COUNT"),
-                    RedisParameter::Int64(STREAM_BATCH),
-                    arg("STREAMS"),
-                    arg(&self.key),
-                    arg(">"),
-                ],
-            )
-            .map_err(redis_error)?;
+        self.read(redis, None)
+    }
+
+    /// `XREADGROUP` of new entries, waiting up to `block_ms` for one when
+    /// given (Redis answers nil when none came).
+    fn read(&self, redis: &Connection, block_ms: Option<u64>) -> Result<Vec<Entry>, StreamError> {
+        let mut args = vec![
+            arg("GROUP"),
+            arg(&self.group),
+            arg(CONSUMER),
+            arg("COUNT"),
+            RedisParameter::Int64(STREAM_BATCH),
+        ];
+        if let Some(ms) = block_ms {
+            args.push(arg("BLOCK"));
+            args.push(RedisParameter::Int64(i64::try_from(ms).unwrap_or(i64::MAX)));
+        }
+        args.extend([arg("STREAMS"), arg(&self.key), arg(">")]);
+        let answer = redis.execute("XREADGROUP", &args).map_err(redis_error)?;
         Ok(parse_entries(&answer))
     }
 

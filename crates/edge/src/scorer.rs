@@ -35,6 +35,7 @@ use crate::db::{Db, DbError, DbErrorKind};
 use crate::inbound;
 use crate::log;
 use crate::store::{self, Cause, Change, Changed, Claimed, Locked};
+use spin_sdk::redis::{RedisParameter, RedisResult};
 
 /// Events claimed per transaction.
 pub const BATCH_SIZE: usize = 100;
@@ -71,21 +72,47 @@ enum Outcome {
 /// Entries of the events stream recorded per wake-up at most.
 pub const MAX_STREAM_ENTRIES_PER_WAKE: usize = 2_000;
 
-/// Handles one message of the events channel.
+/// Handles one message of the events channel: the wake-up's work, then the
+/// next tick, from the app's own ticker ([`self_tick`]) when `self_tick_ms`
+/// turns it on, else only when work is left.
 pub fn handle_message(payload: &[u8]) -> Result<(), WakeError> {
-    let policy = RetryPolicy::load()?;
     let stream = inbound::Stream {
         key: config::text("events_stream")?,
         group: config::text("stream_group")?,
         claim_idle_ms: config::number("stream_claim_idle_ms")?,
     };
+    let self_tick_ms: u64 = config::number("self_tick_ms")?;
+    let woken_by_tick = matches!(
+        inbound::decode_channel(payload),
+        Ok(inbound::ChannelMessage::Doorbell(Doorbell::Tick))
+    );
+    let woken = wake(payload, &stream);
+    let work_left = matches!(woken, Ok(true));
+    if self_tick_ms > 0 {
+        // Also after a failed wake-up: the ticker must outlive an outage.
+        self_tick(
+            Duration::from_millis(self_tick_ms),
+            woken_by_tick && !work_left,
+            &stream,
+        );
+    } else if work_left {
+        ring();
+    }
+    woken.map(|_| ())
+}
+
+/// One wake-up's work: records the event the message carries (if any) and
+/// the stream's new entries, finishes and scores what is due, or prunes when
+/// nothing was. True when its budget ran out with work left.
+fn wake(payload: &[u8], stream: &inbound::Stream) -> Result<bool, WakeError> {
+    let policy = RetryPolicy::load()?;
     let db = Db::open()?;
     // Before anything is claimed: events committed from now on ring again.
     store::doorbell::clear_rung(&db)?;
     let redis = crate::redis::open();
     inbound::on_channel_message(&db, payload)?;
     let stream_left = match &redis {
-        Ok(redis) => drain_stream(&db, redis, &stream),
+        Ok(redis) => drain_stream(&db, redis, stream),
         Err(_) => false,
     };
     let due = store::any_due(&db)?;
@@ -98,11 +125,74 @@ pub fn handle_message(payload: &[u8]) -> Result<(), WakeError> {
     if !due.due && !due.unfinished && !stream_left {
         prune(&db);
     }
-    // Budget spent with work left: ring again so the next wake carries on.
-    if stream_left || due_left {
-        ring();
+    Ok(stream_left || due_left)
+}
+
+/// Longer than a tick's wait may hold the ticker's lease, in case its
+/// holder stopped mid-wait: then the next doorbell starts the ticker again.
+const TICKER_LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The app's own ticker (`self_tick_ms`), for a deployment without an
+/// external one (plain `spin up`): retries coming due, stream entries and
+/// events whose doorbell was lost are picked up with no new traffic.
+///
+/// One wake-up at a time carries it, the one holding a lease in Redis
+/// (`<events_channel>:ticker`): it rings the next tick, after waiting up to
+/// `interval` on the events stream when it was woken by a tick and left
+/// nothing to do (`wait`; an entry that arrives ends the wait at once and is
+/// recorded). A wake-up that finds the lease taken returns: a tick is on its
+/// way. So at rest one tick runs per interval, at most one wake-up waits at
+/// a time, and a doorbell waits behind such a wait at most `interval` (with
+/// one scorer; with more, another hears it at once). The first message after
+/// a start (or after a holder stopped mid-wait, once its lease lapses)
+/// starts the ticker: any wake-up that takes the lease rings.
+fn self_tick(interval: Duration, wait: bool, stream: &inbound::Stream) {
+    let started = Instant::now();
+    let outcome = (|| -> Result<bool, String> {
+        let channel = config::events_channel().map_err(|e| e.to_string())?;
+        let redis = crate::redis::open().map_err(|e| e.to_string())?;
+        let lease = format!("{channel}:ticker");
+        let lease_ms = (interval + TICKER_LEASE_MARGIN).as_millis() as i64;
+        let taken = redis
+            .execute(
+                "SET",
+                &[
+                    RedisParameter::Binary(lease.clone().into_bytes()),
+                    RedisParameter::Binary(b"1".to_vec()),
+                    RedisParameter::Binary(b"NX".to_vec()),
+                    RedisParameter::Binary(b"PX".to_vec()),
+                    RedisParameter::Int64(lease_ms),
+                ],
+            )
+            .map_err(|e| format!("{e:?}"))?;
+        if !matches!(taken.first(), Some(RedisResult::Status(_))) {
+            return Ok(false);
+        }
+        if wait {
+            let waited = Db::open().map_err(|e| e.to_string()).and_then(|db| {
+                stream
+                    .wait_for_new(&db, &redis, interval.as_millis() as u64)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(error) = waited {
+                log::event(
+                    "stream_error",
+                    serde_json::json!({ "stream": stream.key, "error": error }),
+                );
+                // Paced even when the wait failed at once: never a hot loop.
+                std::thread::sleep(interval.saturating_sub(started.elapsed()));
+            }
+        }
+        redis
+            .execute("DEL", &[RedisParameter::Binary(lease.into_bytes())])
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(true)
+    })();
+    match outcome {
+        Ok(true) => ring(),
+        Ok(false) => {}
+        Err(error) => log::event("self_tick_failed", serde_json::json!({ "error": error })),
     }
-    Ok(())
 }
 
 /// Scores due events in batches until none is left (true) or the wake-up's

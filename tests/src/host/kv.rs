@@ -9,6 +9,9 @@
 //! - The Redis provider ignores the label, writes keys exactly as given, and
 //!   shares one auto-reconnecting connection (`ConnectionManager`) across all
 //!   instances; `get-keys` is `KEYS *` over the whole Redis database.
+//! - Every `open` of a Redis-backed store sends a `PING` on the shared
+//!   connection and ignores its outcome (`RedisStore::after_open`, v3.6.3
+//!   and v4.0.2): a round trip per open, which a component pays per request.
 //! - Backend errors are `other(<message>)`.
 //!
 //! The memory backend (standing in for Spin's SQLite default) keeps one map
@@ -64,6 +67,15 @@ impl Backend {
                     .map_err(other)?;
                 Ok(Some(conn.clone()))
             }
+        }
+    }
+
+    /// What Spin's Redis provider does after every `open` (`after_open`): a
+    /// `PING`, whose failure is ignored (the connection reconnects on its
+    /// own). Nothing for the memory backend.
+    pub async fn after_open(&self) {
+        if let Ok(Some(mut c)) = self.redis().await {
+            let _: Result<(), _> = redis::cmd("PING").query_async(&mut c).await;
         }
     }
 
@@ -161,6 +173,7 @@ impl wit::HostStore for InstanceState {
             return Err(wit::Error::AccessDenied);
         }
         let backend = self.shared.kv.get(&label).ok_or(wit::Error::NoSuchStore)?;
+        backend.after_open().await;
         self.table
             .push(StoreHandle { backend })
             .map_err(|_| wit::Error::StoreTableFull)

@@ -24,6 +24,7 @@ mod errors;
 mod faults;
 mod levels;
 mod metrics;
+mod plain;
 mod producers;
 mod retention;
 mod robustness;

@@ -327,6 +327,8 @@ fn two_http_and_three_scorer_processes_one_killed_mid_stream_score_every_event_e
             ("stream_group", GROUP.to_string()),
             ("retry_base_ms", "50".to_string()),
             ("stream_claim_idle_ms", CLAIM_IDLE_MS.to_string()),
+            // Its own ticker rings, as scripts/scorer.sh's does.
+            ("self_tick_ms", "0".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

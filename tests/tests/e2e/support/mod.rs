@@ -31,6 +31,7 @@ pub mod servers;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -88,13 +89,19 @@ pub fn server() -> &'static Server {
                     .arg("--version")
                     .output()
                     .unwrap_or_else(|e| panic!("SPIN_BIN={}: {e}", bin.display()));
-                assert!(out.status.success(), "SPIN_BIN={}: --version failed", bin.display());
+                assert!(
+                    out.status.success(),
+                    "SPIN_BIN={}: --version failed",
+                    bin.display()
+                );
                 let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
                 Server::Spin { bin, version }
             }
             None => Server::Host(e2e::host::SpinCompat::from_env()),
         };
-        eprintln!("e2e: the app runs on {server}");
+        // Past the test harness's capture (which takes only the print macros):
+        // every run says what served it.
+        let _ = writeln!(std::io::stderr(), "e2e: the app runs on {server}");
         server
     })
 }
@@ -242,7 +249,7 @@ async fn isolated_with(kv: Option<PrivateRedis>, ticker: bool) -> Env {
 
 /// `DATABASE_URL` (or the machine's Postgres), with `sslmode=disable` added
 /// when it names no `sslmode`.
-fn admin_database_url() -> String {
+pub fn admin_database_url() -> String {
     db_url::plain_unless_set(
         &std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string()),
@@ -406,6 +413,9 @@ impl Env {
             ("redrive_pending_after_seconds", "30".to_string()),
             // Every suggest counted: the cache tests check the counters exactly.
             ("cache_count_every", "1".to_string()),
+            // The harness's ticker rings instead of the app's own, as
+            // scripts/scorer.sh's does (the `plain` tests run the app's own).
+            ("self_tick_ms", "0".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -793,7 +803,12 @@ async fn supervise_scorer_process(s: Supervised) {
         started,
         ..
     } = s;
-    let spec = process_spec(&config, &name, vec!["scorer".to_string()], Ready::Subscribed);
+    let spec = process_spec(
+        &config,
+        &name,
+        vec!["scorer".to_string()],
+        Ready::Subscribed,
+    );
     loop {
         if *stop.borrow() {
             return;
@@ -868,7 +883,10 @@ pub fn http_components() -> Vec<String> {
 pub enum HttpApp {
     InProcess(App),
     /// The process, and the directory of its output when it owns one.
-    Process(HostProcess, Option<tempfile::TempDir>),
+    Process {
+        host: HostProcess,
+        _dir: Option<tempfile::TempDir>,
+    },
 }
 
 impl HttpApp {
@@ -889,7 +907,7 @@ impl HttpApp {
         tokio::spawn(async move {
             let mut host = HostProcess::spawn(&spec, &dir);
             tokio::task::block_in_place(|| host.wait_ready(START_WITHIN));
-            HttpApp::Process(host, None)
+            HttpApp::Process { host, _dir: None }
         })
         .await
         .expect("the HTTP process starts")
@@ -900,7 +918,10 @@ impl HttpApp {
     pub async fn start_alone(config: &AppConfig, name: &str) -> HttpApp {
         let dir = tempfile::tempdir().unwrap();
         match HttpApp::start(config, dir.path(), name).await {
-            HttpApp::Process(host, _) => HttpApp::Process(host, Some(dir)),
+            HttpApp::Process { host, .. } => HttpApp::Process {
+                host,
+                _dir: Some(dir),
+            },
             app => app,
         }
     }
@@ -908,7 +929,7 @@ impl HttpApp {
     pub fn base_url(&self) -> String {
         match self {
             HttpApp::InProcess(app) => app.base_url().to_string(),
-            HttpApp::Process(host, _) => host.base_url(),
+            HttpApp::Process { host, .. } => host.base_url(),
         }
     }
 
@@ -917,22 +938,14 @@ impl HttpApp {
     pub fn spin_compat_violations(&self) -> Vec<String> {
         match self {
             HttpApp::InProcess(app) => app.spin_compat_violations(),
-            HttpApp::Process(host, _) => host.spin_compat_violations(),
-        }
-    }
-
-    /// The process's last output lines (nothing for the in-process app).
-    pub fn output(&self) -> String {
-        match self {
-            HttpApp::InProcess(_) => String::new(),
-            HttpApp::Process(host, _) => host.output(),
+            HttpApp::Process { host, .. } => host.spin_compat_violations(),
         }
     }
 
     pub async fn shutdown(self) {
         match self {
             HttpApp::InProcess(app) => app.shutdown().await,
-            HttpApp::Process(mut host, _) => host.kill(),
+            HttpApp::Process { mut host, .. } => host.kill(),
         }
     }
 }

@@ -6,12 +6,16 @@
 //!
 //! A [`HostProcess`] is started with `--listen 127.0.0.1:0` and reports the
 //! address it bound (no port is guessed, so none collides), is ready once
-//! it says so (`Serving http://…` for HTTP, `Active Channels:` once its
+//! it says so (`Serving http://…` for HTTP, `Active Channels…` once its
 //! Redis trigger is subscribed), and is killed (SIGKILL) when dropped, also
-//! when its test panics. Each child also gets `PR_SET_PDEATHSIG`, so a test
-//! binary killed by a signal takes its hosts with it: spawn hosts from the
-//! test's own thread (the body given to `support::run`), never from a
-//! blocking-pool thread, which may end before the test does.
+//! when its test panics, with its process group: a real `spin up` runs each
+//! trigger as a child process of its own (`spin trigger …`). Each child also
+//! gets `PR_SET_PDEATHSIG`, so a test binary killed by a signal takes its
+//! hosts with it (a real Spin's trigger processes then outlive it:
+//! `scripts/test.sh` runs the suite in a session of its own and kills what
+//! is left of it). Spawn hosts from a thread that lives as long as they
+//! should: the test's own (the body given to `support::run`) or a runtime
+//! worker, never a blocking-pool thread, which may end before the test does.
 //!
 //! A host's stdout and stderr (its own tracing: start-up, Spin-compat
 //! violations, trigger errors) go to files in the directory given; component
@@ -146,6 +150,12 @@ impl HostProcess {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // A process group of its own: `spin up` runs each trigger as
+                // a child process (`spin trigger …`), which a kill of the
+                // group takes too.
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -245,6 +255,11 @@ impl HostProcess {
     /// back or acknowledged) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // The whole group: `spin up` and the trigger processes it runs.
+            // SAFETY: kill(2) with the group id of a child we spawned.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
