@@ -10,10 +10,11 @@
 //! Redis trigger is subscribed), and is killed (SIGKILL) when dropped, also
 //! when its test panics, with its process group: a real `spin up` runs each
 //! trigger as a child process of its own (`spin trigger …`). Each child also
-//! gets `PR_SET_PDEATHSIG`, so a test binary killed by a signal takes its
-//! hosts with it (a real Spin's trigger processes then outlive it:
-//! `scripts/test.sh` runs the suite in a session of its own and kills what
-//! is left of it). Spawn hosts from a thread that lives as long as they
+//! gets `PR_SET_PDEATHSIG`, and the groups still running when the test
+//! binary exits (the shared environment's, never dropped) are killed then.
+//! A binary killed by a signal takes its `spin up`s with it, but a real
+//! Spin's trigger processes outlive them: `scripts/test.sh` runs the suite in
+//! a session of its own and kills what is left of it. Spawn hosts from a thread that lives as long as they
 //! should: the test's own (the body given to `support::run`) or a runtime
 //! worker, never a blocking-pool thread, which may end before the test does.
 //!
@@ -34,6 +35,37 @@ use super::Server;
 /// What the host logs (`e2e::host::postgres::WouldHang`) when the imitated
 /// Spin line would never have answered a statement.
 pub const WOULD_HANG: &str = "would hang here";
+
+/// The process groups of the hosts still running: killed when the test
+/// binary exits, for the ones no test drops (the shared environment's).
+static GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+fn track_group(pgid: i32) {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain function with no captured state.
+        unsafe {
+            libc::atexit(kill_groups_at_exit);
+        }
+    });
+    GROUPS.lock().unwrap_or_else(|p| p.into_inner()).push(pgid);
+}
+
+fn untrack_group(pgid: i32) {
+    GROUPS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|&g| g != pgid);
+}
+
+extern "C" fn kill_groups_at_exit() {
+    for pgid in GROUPS.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        // SAFETY: kill(2) on a process group this binary created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
 
 /// The `spin-host` binary of this package, built by cargo for the tests.
 pub fn spin_host_binary() -> PathBuf {
@@ -173,6 +205,7 @@ impl HostProcess {
                 let _ = lines_tx.send(line);
             }
         });
+        track_group(child.id() as i32);
         HostProcess {
             name: spec.name.clone(),
             child: Some(child),
@@ -260,6 +293,7 @@ impl HostProcess {
             unsafe {
                 libc::kill(-(child.id() as i32), libc::SIGKILL);
             }
+            untrack_group(child.id() as i32);
             let _ = child.kill();
             let _ = child.wait();
         }
