@@ -20,6 +20,14 @@ own checks and the rule tests.
       dashboard's panels lack an id, a grid position or the data source
       variable, or repeat an id.
 
+  monitoring.py scrape PROMETHEUS_URL JOB
+                           asks a running Prometheus (scripts/check-dashboard.sh
+                           starts one scraping the app) every dashboard query,
+                           with $job = JOB and 1m windows, and fails unless each
+                           answers at least one series whose values are
+                           plausible for its panel (finite, not negative; ratios
+                           at most 1; quantiles within the histogram's range).
+
 What the service serves is read from the code that writes it,
 crates/edge/src/metrics.rs (every `out.sample("…")`), the `le` bounds from
 crates/queries/src/metrics.rs (`lag_bounds!`); every family must also be in
@@ -363,11 +371,70 @@ def check(promtool):
           f"the service serves")
 
 
+# What each panel's values may be, by its unit (Grafana's `fieldConfig`):
+# (lowest, highest); every value must also be finite.
+PLAUSIBLE = {"percentunit": (0.0, 1.0), "s": (0.0, 3600.0)}
+# The queries that scripts/check-dashboard.sh's workload (12 conversation
+# ends of 3 users, 3 cache misses then 6 hits, 1 rejected message) must move
+# above 0, by (panel title, refId); and the users it makes.
+MOVED_BY_WORKLOAD = {("Scoring lag quantiles", "A"), ("Scoring lag quantiles", "B"),
+                     ("Scoring lag quantiles", "C"), ("Events scored within 30 s", "A"),
+                     ("Events processed", "A"), ("Scoring attempts and failures", "A"),
+                     ("Rejected Redis messages", "A"), ("Cache hit rate of suggestions", "A"),
+                     ("Cache hits and misses", "A"), ("Cache hits and misses", "B"),
+                     ("Catalogue version", "A")}
+WORKLOAD_USERS = 3
+
+
+def scrape(prometheus, job):
+    """Every dashboard query against a live Prometheus: each answers data."""
+    import math
+    import urllib.parse
+    import urllib.request
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = dict(GRAFANA_VARIABLES, job=job, __rate_interval="1m", __interval="15s")
+    checked = 0
+    for panel in panels(dashboard):
+        if panel.get("type") == "row" or not panel.get("targets"):
+            continue
+        unit = ((panel.get("fieldConfig") or {}).get("defaults") or {}).get("unit")
+        low, high = PLAUSIBLE.get(unit, (0.0, math.inf))
+        for target in panel["targets"]:
+            where = f"panel {panel.get('id')} ({panel.get('title')!r}) query {target.get('refId')}"
+            expr = re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)",
+                          lambda m: variables[m.group(1) or m.group(2)], target.get("expr") or "")
+            url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                body = json.load(answer)
+            result = body.get("data", {}).get("result", [])
+            checked += 1
+            if body.get("status") != "success" or not result:
+                fail(where, f"answered no series: {expr}")
+                continue
+            values = [float(series["value"][1]) for series in result]
+            for series, value in zip(result, values):
+                if not math.isfinite(value) or not low <= value <= high:
+                    fail(where, f"{series['metric']} = {value}, outside [{low}, {high}]")
+            if (panel.get("title"), target.get("refId")) in MOVED_BY_WORKLOAD and not max(values) > 0:
+                fail(where, f"the workload did not move it: {values}")
+            if panel.get("title") == "Users per level" and sum(values) != WORKLOAD_USERS:
+                fail(where, f"{sum(values):g} users in all, not the workload's {WORKLOAD_USERS}")
+            print(f"monitoring: scrape: {where}: {len(result)} series, "
+                  + ", ".join(f"{float(s['value'][1]):g}" for s in result[:4]))
+    if problems:
+        for p in problems:
+            print(f"monitoring: FAIL {p}", file=sys.stderr)
+        sys.exit(f"monitoring: {len(problems)} problem(s)")
+    print(f"monitoring: ok: every one of the dashboard's {checked} queries answered plausible data")
+
+
 def main():
     if sys.argv[1:] == ["generate"]:
         generate()
     elif sys.argv[1:] == ["check"]:
         check(os.environ.get("PROMTOOL", "promtool"))
+    elif len(sys.argv) == 4 and sys.argv[1] == "scrape":
+        scrape(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)
 

@@ -18,7 +18,8 @@
 # (scripts/contract.sh: under the first real Spin, else the host), the
 # Kubernetes manifests (deploy/check.sh; against the CRDs under K8S_CRDS
 # when set) and the monitoring rules, their tests and the dashboard
-# (scripts/check-monitoring.sh).
+# (scripts/check-monitoring.sh), and the dashboard's queries against a real
+# Prometheus scraping the app (scripts/check-dashboard.sh).
 #
 #   bash scripts/test.sh [extra cargo test arguments]
 #   SPIN_BINS="/path/4.0.2/spin /path/3.6.3/spin" bash scripts/test.sh
@@ -116,10 +117,13 @@ bash deploy/check.sh || { status=$?; deploy_check=FAILED; }
 echo "test.sh: the monitoring rules, their tests and the dashboard (scripts/check-monitoring.sh)" >&2
 monitoring_check=ok
 bash scripts/check-monitoring.sh || { status=$?; monitoring_check=FAILED; }
+echo "test.sh: the dashboard's queries against a real Prometheus scraping the app on $contract_server (scripts/check-dashboard.sh)" >&2
+dashboard_check=ok
+SPIN_BIN=${spin_bins[0]:-} bash scripts/check-dashboard.sh || { status=$?; dashboard_check=FAILED; }
 # The closing lines: per server, then one for the whole run over every test
 # binary's summary.
 printf '%s\n' "${summary[@]}"
 cat "$logs"/* | awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "workspace: %d passed, %d failed, %d skipped\n", passed, failed, ignored }'
-echo "run command (scripts/check-run.sh): $run_check; contract on $contract_server (scripts/contract.sh): $contract_check; manifests (deploy/check.sh): $deploy_check; monitoring (scripts/check-monitoring.sh): $monitoring_check"
+echo "run command (scripts/check-run.sh): $run_check; contract on $contract_server (scripts/contract.sh): $contract_check; manifests (deploy/check.sh): $deploy_check; monitoring (scripts/check-monitoring.sh): $monitoring_check; dashboard on a real Prometheus (scripts/check-dashboard.sh): $dashboard_check"
 exit "$status"
