@@ -68,10 +68,14 @@ e2e_pass() {
     local server=$1 log=$2
     shift 2
     local pass_status=0 pid
-    setsid timeout -k 10 "$E2E_TIMEOUT" "$@" > >(tee "$log") 2>&1 &
+    setsid timeout -k 10 "$E2E_TIMEOUT" "$@" >"$log" 2>&1 &
     pid=$!
+    # Shown as it comes; `tail` ends once the pass has and its log is read.
+    tail -n +1 -f --pid="$pid" "$log" &
+    local tail_pid=$!
     wait "$pid" || pass_status=$?
     pkill -KILL -s "$pid" 2>/dev/null || true
+    wait "$tail_pid" || true
     if ((pass_status == 124 || pass_status == 137)); then
         echo "test.sh: the end-to-end suite on $server did not finish within ${E2E_TIMEOUT}s" >&2
     fi
