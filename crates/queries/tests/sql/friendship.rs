@@ -4,14 +4,14 @@
 //! topic merging, the keep-when-NULL parameters, and the exactly-once guard.
 
 use chrono::{DateTime, TimeZone, Utc};
-use friendship_domain::TopicMetric;
+use friendship_domain::{Level, TopicMetric};
 use friendship_queries::friendship;
 use serde::Deserialize;
 
 use crate::support::{
     apply, apply_change, apply_changes, db_now, ensure_user, ensure_users, history, lock_user,
     new_event, read, sqlstate, status, transitions, try_apply, try_lock_user, try_lock_users, utc,
-    with_migrated_db, Change, HistoryLine, Locked, Transition, LOCK_NOT_AVAILABLE,
+    with_migrated_db, Change, ChangeExt, HistoryLine, Locked, Transition, LOCK_NOT_AVAILABLE,
     UNIQUE_VIOLATION,
 };
 
@@ -39,6 +39,63 @@ async fn level_of(pool: &sqlx::PgPool, user_id: &str) -> Option<String> {
         .optional::<Row>(pool)
         .await
         .map(|row| row.friendship_level)
+}
+
+/// The `name type` pairs of [`friendship::APPLY_CHANGES`]'s `jsonb_to_recordset` column list.
+fn apply_changes_columns() -> Vec<(String, String)> {
+    let sql = friendship::APPLY_CHANGES.sql;
+    let start = sql
+        .find("jsonb_to_recordset($1::text::jsonb) AS c(")
+        .expect("APPLY_CHANGES reads its changes with jsonb_to_recordset")
+        + "jsonb_to_recordset($1::text::jsonb) AS c(".len();
+    let end = start + sql[start..].find(')').unwrap();
+    sql[start..end]
+        .split(',')
+        .map(|column| {
+            let mut words = column.split_whitespace();
+            let name = words.next().unwrap().to_owned();
+            (name, words.collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+/// `jsonb_to_recordset` silently ignores a key its column list does not name (and
+/// reads NULL for a column the JSON lacks): a field added to the domain's `Change`
+/// and not to the statement, or the other way round, fails here, as does a type
+/// that cannot hold the field's JSON value.
+#[test]
+fn apply_changes_reads_exactly_the_fields_a_change_writes() {
+    let change = Change {
+        streak_day: Some(1),
+        last_emotion: Some(friendship_domain::Emotion::Happy),
+        ..Change::conversation("u", uuid::Uuid::nil(), 1.5, 2).topic("music", 1.0, 1, day(1))
+    };
+    let written = serde_json::to_value(&change).unwrap();
+    let written = written.as_object().unwrap();
+    let columns = apply_changes_columns();
+    let mut names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+    let mut fields: Vec<&str> = written.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    fields.sort_unstable();
+    assert_eq!(
+        names, fields,
+        "APPLY_CHANGES's column list and Change's fields"
+    );
+    for (name, sql_type) in &columns {
+        let value = &written[name.as_str()];
+        let fits = match value {
+            serde_json::Value::String(_) => ["text", "uuid"].contains(&sql_type.as_str()),
+            serde_json::Value::Number(n) if n.is_f64() => sql_type == "float8",
+            serde_json::Value::Number(_) => ["int4", "int8", "float8"].contains(&sql_type.as_str()),
+            serde_json::Value::Bool(_) => sql_type == "bool",
+            serde_json::Value::Object(_) => sql_type == "jsonb",
+            _ => false,
+        };
+        assert!(
+            fits,
+            "{name}: {value} does not fit the column type {sql_type}"
+        );
+    }
 }
 
 #[test]
@@ -75,9 +132,9 @@ fn ensure_user_creates_a_stranger_with_no_history_once() {
             lock_user(&db.pool, "user-2").await,
             Some(Locked {
                 user_id: "user-2".into(),
-                last_interaction_date: None,
+                last_interaction: None,
                 streak_day: 0,
-                friendship_level: "stranger".into()
+                friendship_level: Level::Stranger,
             })
         );
         let fresh = status(&db.pool, "user-2").await.unwrap();
@@ -329,7 +386,7 @@ fn null_streak_and_emotion_keep_the_stored_values() {
         ensure_user(&db.pool, "user-1").await;
         let set = Change {
             streak_day: Some(3),
-            last_emotion: Some("happy"),
+            last_emotion: Some(friendship_domain::Emotion::Happy),
             ..Change::conversation("user-1", new_event(&db.pool, "user-1").await, 1.0, 1)
         };
         let s = apply(&db.pool, &set).await.status;
@@ -349,7 +406,7 @@ fn null_streak_and_emotion_keep_the_stored_values() {
 
         let reset = Change {
             streak_day: Some(0),
-            last_emotion: Some("sad"),
+            last_emotion: Some(friendship_domain::Emotion::Sad),
             ..Change::service("user-1", 1.0)
         };
         let s = apply(&db.pool, &reset).await.status;
@@ -390,9 +447,9 @@ fn an_interaction_sets_last_interaction_date_and_a_service_update_leaves_it() {
             lock_user(&mut *tx, "user-1").await,
             Some(Locked {
                 user_id: "user-1".into(),
-                last_interaction_date: Some(set),
+                last_interaction: Some(utc(set)),
                 streak_day: 0,
-                friendship_level: "stranger".into()
+                friendship_level: Level::Stranger,
             })
         );
     });
@@ -506,7 +563,7 @@ fn lock_user_answers_the_level_before_the_change_and_get_status_the_one_after() 
         ensure_user(&db.pool, "user-1").await;
         let mut tx = db.pool.begin().await.unwrap();
         let before = lock_user(&mut *tx, "user-1").await.unwrap();
-        assert_eq!(before.friendship_level, "stranger");
+        assert_eq!(before.friendship_level, Level::Stranger);
         assert_eq!(
             apply_change(&mut *tx, &Change::service("user-1", 600.0))
                 .await
@@ -527,7 +584,7 @@ fn lock_user_answers_the_level_before_the_change_and_get_status_the_one_after() 
                 .await
                 .unwrap()
                 .friendship_level,
-            "friend"
+            Level::Friend
         );
         tx.rollback().await.unwrap();
         assert_eq!(
