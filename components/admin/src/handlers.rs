@@ -1,6 +1,6 @@
 //! Parsing and answering of the admin routes.
 
-use friendship_domain::Doorbell;
+use friendship_domain::{Doorbell, EventStatus};
 use friendship_edge::auth::Role;
 use friendship_edge::db::Db;
 use friendship_edge::http::{Limit, Offset};
@@ -67,9 +67,10 @@ enum ListedStatus {
 impl ListedStatus {
     fn as_str(self) -> &'static str {
         match self {
-            ListedStatus::Failed => "failed",
-            ListedStatus::Pending => "pending",
+            ListedStatus::Failed => EventStatus::Failed,
+            ListedStatus::Pending => EventStatus::Pending,
         }
+        .as_str()
     }
 }
 

@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use friendship_domain::{plan, rounds, ConversationMetadata, Doorbell};
+use friendship_domain::{plan, rounds, ConversationMetadata, Doorbell, EventStatus};
 
 use crate::cache::{self, Cache};
 use crate::config::{self, RetryPolicy};
@@ -512,7 +512,7 @@ fn report(event: &Claimed, outcome: &Outcome) -> bool {
             log::event(
                 "event_failed",
                 serde_json::json!({ "processing_id": id, "attempt": attempt, "error": error,
-                                    "status": if *final_attempt { "failed" } else { "pending" },
+                                    "status": if *final_attempt { EventStatus::Failed } else { EventStatus::Pending },
                                     "retry_in_ms": retry_in.as_millis() as u64 }),
             );
             false
