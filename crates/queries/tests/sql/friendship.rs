@@ -658,27 +658,84 @@ fn ensure_users_creates_the_new_and_locks_all_and_lock_users_answers_them_in_byt
     });
 }
 
+/// Two users, first and second in byte order, that the `SELECT DISTINCT` of
+/// [`friendship::ENSURE_USERS`] would return the other way round without its
+/// `ORDER BY … COLLATE "C"` (in its hash order), from either input order.
+async fn users_whose_hash_order_is_not_their_byte_order(pool: &sqlx::PgPool) -> (String, String) {
+    let distinct = "SELECT DISTINCT u.user_id \
+                    FROM jsonb_array_elements_text($1::text::jsonb) AS u(user_id)";
+    for i in 0..200 {
+        let (x, y) = (format!("u-{i:03}"), format!("u-{:03}", i + 1));
+        let mut reversed = true;
+        for input in [[&x, &y], [&y, &x]] {
+            let out: Vec<String> = sqlx::query_scalar(distinct)
+                .bind(serde_json::to_string(&input).unwrap())
+                .fetch_all(pool)
+                .await
+                .unwrap();
+            reversed &= out == [y.clone(), x.clone()];
+        }
+        if reversed {
+            return (x, y);
+        }
+    }
+    panic!("no pair of users whose hash order differs from their byte order");
+}
+
+/// Invariant 20: every locker of users takes them in byte order, so batches of
+/// overlapping users never deadlock. Deterministic: another transaction holds the
+/// byte-first user and, once [`friendship::ENSURE_USERS`] waits, takes the second;
+/// if ENSURE_USERS had locked the second first (as it would in its hash order
+/// without the `ORDER BY`), the two would deadlock and Postgres would fail one
+/// with 40P01.
 #[test]
 fn batches_of_overlapping_users_in_any_order_never_deadlock() {
     with_migrated_db(|db| async move {
-        // Without one locking order, two transactions locking {a, b, c} from opposite
-        // ends deadlock within a few rounds (Postgres then fails one with 40P01).
-        const ROUNDS: usize = 40;
-        let orders = [["u-a", "u-b", "u-c"], ["u-c", "u-b", "u-a"]];
-        let mut lockers = tokio::task::JoinSet::new();
-        for order in orders {
+        let (first, second) = users_whose_hash_order_is_not_their_byte_order(&db.pool).await;
+        ensure_users(&db.pool, &[&first, &second]).await;
+        let lock = "SELECT user_id FROM friendship_status WHERE user_id = $1 FOR UPDATE";
+        for input in [[&first, &second], [&second, &first]] {
+            let mut holder = db.pool.begin().await.unwrap();
+            sqlx::query(lock)
+                .bind(&first)
+                .execute(&mut *holder)
+                .await
+                .unwrap();
             let pool = db.pool.clone();
-            lockers.spawn(async move {
-                for _ in 0..ROUNDS {
-                    let mut tx = pool.begin().await.unwrap();
-                    ensure_users(&mut *tx, &order).await;
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                    tx.commit().await.unwrap();
-                }
+            let ids = serde_json::to_string(&input).unwrap();
+            let ensure = tokio::spawn(async move {
+                let mut tx = pool.begin().await?;
+                sqlx::query(friendship::ENSURE_USERS.sql)
+                    .bind(ids)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
             });
-        }
-        while let Some(done) = lockers.join_next().await {
-            done.unwrap();
+            // Until ENSURE_USERS waits for the first user's lock.
+            let mut waited = false;
+            for _ in 0..500 {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                )
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+                if waiting > 0 {
+                    waited = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert!(waited, "ENSURE_USERS waits for the held user");
+            let second_lock = sqlx::query(lock).bind(&second).execute(&mut *holder).await;
+            assert!(
+                second_lock.is_ok(),
+                "{input:?}: the holder takes the second user: {second_lock:?}"
+            );
+            holder.commit().await.unwrap();
+            let ensured = ensure.await.unwrap();
+            assert!(ensured.is_ok(), "{input:?}: ENSURE_USERS: {ensured:?}");
         }
     });
 }
