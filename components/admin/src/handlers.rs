@@ -3,8 +3,9 @@
 use friendship_domain::{Doorbell, EventStatus};
 use friendship_edge::auth::Role;
 use friendship_edge::db::Db;
+use friendship_edge::doorbell;
 use friendship_edge::http::{Limit, Offset};
-use friendship_edge::redis::{self, counters, doorbell};
+use friendship_edge::redis::{self, counters};
 use friendship_edge::{config, log, store, ApiError, Ctx, Reply};
 use serde_json::json;
 

@@ -108,7 +108,7 @@ fn wake(payload: &[u8], stream: &inbound::Stream) -> Result<bool, WakeError> {
     let policy = RetryPolicy::load()?;
     let db = Db::open()?;
     // Before anything is claimed: events committed from now on ring again.
-    store::doorbell::clear_rung(&db)?;
+    crate::doorbell::clear(&db)?;
     let redis = crate::redis::open();
     inbound::on_channel_message(&db, payload)?;
     let stream_left = match &redis {
@@ -258,7 +258,7 @@ fn drain_stream(db: &Db, redis: &spin_sdk::redis::Connection, stream: &inbound::
 
 /// Rings the doorbell so that the next wake-up carries on where this one stopped.
 fn ring() {
-    if let Err(e) = crate::redis::doorbell::ring(&Doorbell::Tick) {
+    if let Err(e) = crate::doorbell::ring(&Doorbell::Tick) {
         log::event(
             "doorbell_failed",
             serde_json::json!({ "error": e.to_string() }),
