@@ -147,10 +147,10 @@ mod tests {
         Route::new(Method::Put, "/api/v1/agent-mappings/:id", "replace", never),
     ];
 
-    fn chosen(
-        method: Method,
-        path: &str,
-    ) -> Result<(&'static str, Vec<(&'static str, String)>), String> {
+    /// A route's name and parameters, or the answer's status (and `Allow`).
+    type Chosen = Result<(&'static str, Vec<(&'static str, String)>), String>;
+
+    fn chosen(method: Method, path: &str) -> Chosen {
         match choose(ROUTES, &method, path) {
             Choice::Route(route, params) => Ok((route.name, params)),
             Choice::NotFound => Err("404".into()),
