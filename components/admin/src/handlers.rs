@@ -1,10 +1,11 @@
 //! Parsing and answering of the admin routes.
 
-use friendship_domain::Doorbell;
+use friendship_domain::{Doorbell, EventStatus};
 use friendship_edge::auth::Role;
 use friendship_edge::db::Db;
+use friendship_edge::doorbell;
 use friendship_edge::http::{Limit, Offset};
-use friendship_edge::redis::{self, counters, doorbell};
+use friendship_edge::redis::{self, counters};
 use friendship_edge::{config, log, store, ApiError, Ctx, Reply};
 use serde_json::json;
 
@@ -67,9 +68,10 @@ enum ListedStatus {
 impl ListedStatus {
     fn as_str(self) -> &'static str {
         match self {
-            ListedStatus::Failed => "failed",
-            ListedStatus::Pending => "pending",
+            ListedStatus::Failed => EventStatus::Failed,
+            ListedStatus::Pending => EventStatus::Pending,
         }
+        .as_str()
     }
 }
 

@@ -2,13 +2,13 @@
 
 use friendship_domain::{ConversationEnd, Doorbell};
 use friendship_edge::db::Db;
-use friendship_edge::redis::doorbell;
+use friendship_edge::doorbell;
 use friendship_edge::{log, store, ApiError, Ctx, Reply};
 use serde_json::json;
 
 /// `POST /api/v1/conversations/end`: records the event (idempotent on
 /// `conversation_id`), answers 202, and rings the scorer's doorbell unless
-/// one is already on its way ([`store::record_event_and_mark_doorbell`]). A
+/// one is already on its way ([`doorbell::record_and_mark`]). A
 /// failed doorbell never fails the request: the event is already safe in
 /// Postgres.
 pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
@@ -18,7 +18,7 @@ pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     principal.may_act_for(event.user_id.as_str())?;
 
     let db = Db::open()?;
-    let (recorded, must_ring) = store::record_event_and_mark_doorbell(&db, &event)?;
+    let (recorded, must_ring) = doorbell::record_and_mark(&db, &event)?;
     if must_ring {
         if let Err(e) = doorbell::ring(&Doorbell::Recorded {
             processing_id: recorded.processing_id.to_string(),

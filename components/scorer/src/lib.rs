@@ -1,9 +1,13 @@
 //! The scorer: a Redis-trigger component on the conversation-events channel.
 //!
-//! A message is only a doorbell; on each one the scorer claims the due events
-//! from Postgres in batches and scores them (see `friendship_edge::scorer`). An error is
-//! returned, and so logged by Spin, when the doorbell does not decode or the
-//! database fails; no event depends on the message that woke the scorer.
+//! A message is a doorbell, a tick, or an event a producer published: the
+//! scorer records the event it carries, if any, and the new entries of the
+//! events stream, then claims the due events from Postgres in batches and
+//! scores them (see `friendship_edge::scorer`). A message that is neither
+//! doorbell nor valid event is stored as rejected (`rejected_messages`) and
+//! answered `Ok`, so it never loops. An error is returned, and so logged by
+//! Spin, only when a wake-up ends early (the configuration or the database
+//! failed); no event depends on the message that woke the scorer.
 
 use bytes::Bytes;
 use spin_sdk::redis_component;

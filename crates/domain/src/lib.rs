@@ -8,6 +8,10 @@
 //! - [`event`]: the conversation-end event, emotions, counts, the scorer's `Doorbell`;
 //! - [`scoring`]: the score formula (emotion bonus included) and per-topic metrics;
 //! - [`streak`]: the daily streak over UTC calendar days;
+//! - [`change`]: what an event (or a service update) changes in a user's
+//!   status, the locked row it is planned from, and a batch's rounds;
+//! - [`status`]: the event status machine (`pending`, `scored`,
+//!   `processed`, `failed`) and what clients are shown;
 //! - [`selection`]: slots, greeting priority, talk exploration, weighted
 //!   games, and every pick's reason;
 //! - [`candidates`]: the cached candidate record and the whole suggestion;
@@ -24,6 +28,7 @@
 
 pub mod agent;
 pub mod candidates;
+pub mod change;
 pub mod error;
 pub mod event;
 pub mod ids;
@@ -31,6 +36,7 @@ pub mod level;
 pub mod retry;
 pub mod scoring;
 pub mod selection;
+pub mod status;
 pub mod streak;
 mod text;
 mod timestamp;
@@ -39,6 +45,7 @@ pub use agent::{Agent, AgentFields, AgentType, GreetingTrigger, Weight, MAX_WEIG
 pub use candidates::{
     candidates_key, suggest, CandidateRecord, Suggestion, CANDIDATE_FORMAT, CATALOGUE_VERSION_KEY,
 };
+pub use change::{plan, rounds, Cause, Change, Locked};
 pub use error::ValidationError;
 pub use event::{
     ConversationEnd, ConversationMetadata, Count, Doorbell, Emotion, TopicTurns, MAX_COUNT,
@@ -56,4 +63,5 @@ pub use selection::{
     weighted_pick, weighted_sample, Absence, EmotionSource, GreetingSignals, Pick, SuggestContext,
     TalkPick, EXPLORATION_MAX_TURNS, GAME_SLOTS, GREETING_SLOTS, TALK_SLOTS,
 };
+pub use status::EventStatus;
 pub use streak::{next_streak, next_streak_at};

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod doorbell;
 pub mod error;
 pub mod http;
 pub mod inbound;

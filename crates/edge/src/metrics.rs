@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use friendship_domain::Level;
+use friendship_domain::{EventStatus, Level};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -67,12 +67,12 @@ pub fn render(s: &Snapshot) -> String {
     );
     out.sample(
         "friendship_events",
-        &[("status", "pending")],
+        &[("status", EventStatus::Pending.as_str())],
         s.events_pending,
     );
     out.sample(
         "friendship_events",
-        &[("status", "failed")],
+        &[("status", EventStatus::Failed.as_str())],
         s.events_failed,
     );
     out.family(

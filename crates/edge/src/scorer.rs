@@ -14,7 +14,9 @@
 //! the next wake-up without using up an attempt.
 //!
 //! A batch costs the claim, one lock of all its users and one statement per
-//! event. An event that moved its user's level commits as `scored` and turns
+//! round (round `k` holds the `k`-th event of each user: usually one round
+//! per batch); the scoring itself is one path ([`apply`]), which the careful
+//! retry runs event by event. An event that moved its user's level commits as `scored` and turns
 //! `processed` only after the user's cached candidates (of the old level)
 //! are dropped, so a client that reads `processed` is never served them; a
 //! wake-up that stopped in between is finished by the next one.
@@ -25,9 +27,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use friendship_domain::{
-    conversation_score_change, next_streak, topic_updates, ConversationMetadata, Doorbell,
-};
+use friendship_domain::{plan, rounds, ConversationMetadata, Doorbell, EventStatus};
 
 use crate::cache::{self, Cache};
 use crate::config::{self, RetryPolicy};
@@ -108,7 +108,7 @@ fn wake(payload: &[u8], stream: &inbound::Stream) -> Result<bool, WakeError> {
     let policy = RetryPolicy::load()?;
     let db = Db::open()?;
     // Before anything is claimed: events committed from now on ring again.
-    store::doorbell::clear_rung(&db)?;
+    crate::doorbell::clear(&db)?;
     let redis = crate::redis::open();
     inbound::on_channel_message(&db, payload)?;
     let stream_left = match &redis {
@@ -258,7 +258,7 @@ fn drain_stream(db: &Db, redis: &spin_sdk::redis::Connection, stream: &inbound::
 
 /// Rings the doorbell so that the next wake-up carries on where this one stopped.
 fn ring() {
-    if let Err(e) = crate::redis::doorbell::ring(&Doorbell::Tick) {
+    if let Err(e) = crate::doorbell::ring(&Doorbell::Tick) {
         log::event(
             "doorbell_failed",
             serde_json::json!({ "error": e.to_string() }),
@@ -317,6 +317,14 @@ fn finish_unfinished(db: &Db) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Claims a batch and scores it: each event decoded, planned and applied
+/// by [`apply`], the one path from an event to its effect. The first pass
+/// locks the batch's users in one go and applies the events in rounds, one
+/// statement per round; round `k` holds the `k`-th event of each user, so a
+/// statement changes each user once and a user's events apply in order; any
+/// failure ends the batch (the caller runs it again carefully). The careful
+/// pass applies each event as a round of its own, in a savepoint, locking
+/// its user there, so that a failure is that event's own.
 fn run_batch(
     db: &Db,
     policy: &RetryPolicy,
@@ -326,120 +334,125 @@ fn run_batch(
     // Every scorer locks users in the same order, so batches never deadlock;
     // the sort is stable, so one user's events keep their order.
     claimed.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-    if !careful {
-        return score_in_rounds(db, claimed);
-    }
-    // The careful pass locks each user inside its first event's savepoint,
-    // so that a failure there is that event's own.
-    let mut users = BTreeMap::new();
-    let mut outcomes = Vec::with_capacity(claimed.len());
-    for event in claimed {
-        let outcome = finish(db, &event, &mut users, policy)?;
-        outcomes.push((event, outcome));
-    }
-    Ok(outcomes)
-}
-
-/// The fast pass: locks the batch's users in one go, then applies the
-/// events in rounds, one statement per round; round `k` holds the `k`-th
-/// event of each user, so a statement changes each user once and a user's
-/// events apply in order. Any failure ends the batch (the caller runs it
-/// again carefully).
-fn score_in_rounds(db: &Db, claimed: Vec<Claimed>) -> Result<Vec<(Claimed, Outcome)>, DbError> {
-    let mut outcomes: Vec<(Claimed, Outcome)> = Vec::with_capacity(claimed.len());
-    let mut decoded: Vec<(Claimed, ConversationMetadata)> = Vec::with_capacity(claimed.len());
-    for event in claimed {
+    let mut outcomes: Vec<Option<Outcome>> = claimed.iter().map(|_| None).collect();
+    let mut decoded: Vec<(usize, ConversationMetadata)> = Vec::with_capacity(claimed.len());
+    for (i, event) in claimed.iter().enumerate() {
         match serde_json::from_str::<ConversationMetadata>(&event.payload) {
-            Ok(metadata) => decoded.push((event, metadata)),
+            Ok(metadata) => decoded.push((i, metadata)),
             Err(e) => {
                 let error = format!("payload does not decode: {e}");
                 store::mark_unprocessable(db, event.processing_id, &error)?;
-                outcomes.push((event, Outcome::Unprocessable { error }));
+                outcomes[i] = Some(Outcome::Unprocessable { error });
             }
         }
     }
-    if decoded.is_empty() {
-        return Ok(outcomes);
-    }
-    let mut users = store::lock_users(db, decoded.iter().map(|(e, _)| e.user_id.as_str()))?;
-    let mut rounds: Vec<Vec<usize>> = Vec::new();
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, (event, _)) in decoded.iter().enumerate() {
-        let round = seen.entry(event.user_id.as_str()).or_insert(0);
-        if rounds.len() <= *round {
-            rounds.push(Vec::new());
+    let users_of = |round: &[usize]| -> Vec<(&Claimed, &ConversationMetadata)> {
+        round
+            .iter()
+            .map(|&k| (&claimed[decoded[k].0], &decoded[k].1))
+            .collect()
+    };
+    let mut users = BTreeMap::new();
+    if careful {
+        for (k, (i, _)) in decoded.iter().enumerate() {
+            outcomes[*i] = Some(apply_alone(db, users_of(&[k])[0], &mut users, policy)?);
         }
-        rounds[*round].push(i);
-        *round += 1;
-    }
-    let mut changed: Vec<Option<Changed>> = decoded.iter().map(|_| None).collect();
-    for round in &rounds {
-        let planned: Vec<Planned> = round
-            .iter()
-            .map(|&i| {
-                let (event, metadata) = &decoded[i];
-                plan(event, metadata, &users[&event.user_id])
-            })
-            .collect();
-        let changes: Vec<Change> = round
-            .iter()
-            .zip(&planned)
-            .map(|(&i, planned)| planned.change(&decoded[i].0))
-            .collect();
-        let moved = store::apply_changes(db, &changes)?;
-        // Which users moved is read back only when some did (rare).
-        let now = if moved > 0 {
-            let ids: Vec<&str> = round
-                .iter()
-                .map(|&i| decoded[i].0.user_id.as_str())
-                .collect();
-            store::locked_now(db, &ids)?
-        } else {
-            BTreeMap::new()
-        };
-        for (&i, planned) in round.iter().zip(planned) {
-            let event = &decoded[i].0;
-            let before = users[&event.user_id].clone();
-            let mut after = planned.after(event, before.friendship_level);
-            if let Some(level) = now.get(&event.user_id).map(|row| row.friendship_level) {
-                if level != before.friendship_level {
-                    changed[i] = Some(store::changed(db, &event.user_id, &before)?);
-                    after.friendship_level = level;
-                }
+    } else if !decoded.is_empty() {
+        let ids = decoded.iter().map(|(i, _)| claimed[*i].user_id.as_str());
+        users = store::lock_users(db, ids.clone())?;
+        for round in rounds(ids) {
+            let changed = apply(db, &users_of(&round), &mut users)?;
+            for (k, changed) in round.into_iter().zip(changed) {
+                outcomes[decoded[k].0] = Some(Outcome::Scored(changed));
             }
-            users.insert(event.user_id.clone(), after);
         }
     }
-    outcomes.extend(
-        decoded
-            .into_iter()
-            .zip(changed)
-            .map(|((event, _), changed)| (event, Outcome::Scored(changed))),
-    );
-    Ok(outcomes)
+    Ok(claimed
+        .into_iter()
+        .zip(outcomes)
+        .map(|(event, outcome)| (event, outcome.expect("every claimed event has an outcome")))
+        .collect())
 }
 
-/// Scores one claimed event in a savepoint, or records why it could not be:
-/// only an outage ends the batch. `users` holds the locked rows of the
-/// batch's users as the events before this one left them.
-fn finish(
+/// The one path from events to their effect: plans each event (of distinct
+/// users) against its user's row in `users`, applies them in one statement,
+/// and answers, per event, the status after it when it moved its user's
+/// level. `users` then holds each row as its event left it, for the user's
+/// next event; it is left as it was when anything fails.
+fn apply(
     db: &Db,
-    event: &Claimed,
+    events: &[(&Claimed, &ConversationMetadata)],
+    users: &mut BTreeMap<String, Locked>,
+) -> Result<Vec<Option<Changed>>, DbError> {
+    let changes: Vec<Change> = events
+        .iter()
+        .map(|(event, metadata)| {
+            plan(
+                &users[&event.user_id],
+                event.processing_id,
+                metadata,
+                event.now,
+            )
+        })
+        .collect();
+    let moved = store::apply_changes(db, &changes)?;
+    // Which users moved is read back only when some, not all, did (rare).
+    let now = if moved > 0 && moved < events.len() as u64 {
+        let ids: Vec<&str> = events.iter().map(|(e, _)| e.user_id.as_str()).collect();
+        Some(store::locked_now(db, &ids)?)
+    } else {
+        None
+    };
+    let mut outcome = Vec::with_capacity(events.len());
+    let mut after = Vec::with_capacity(events.len());
+    for ((event, _), change) in events.iter().zip(&changes) {
+        let before = &users[&event.user_id];
+        let level_moved = match &now {
+            Some(now) => now
+                .get(&event.user_id)
+                .is_some_and(|row| row.friendship_level != before.friendship_level),
+            None => moved > 0,
+        };
+        let changed = if level_moved {
+            Some(store::changed(db, &event.user_id, before)?)
+        } else {
+            None
+        };
+        let level = changed
+            .as_ref()
+            .map_or(before.friendship_level, |c| c.status.friendship_level);
+        after.push(before.after(change, event.now, level));
+        outcome.push(changed);
+    }
+    for row in after {
+        users.insert(row.user_id.clone(), row);
+    }
+    Ok(outcome)
+}
+
+/// Applies one event alone ([`apply`]) in a savepoint, locking its user
+/// there when it is the user's first event in the batch, or records why it
+/// could not be applied: only an outage ends the batch.
+fn apply_alone(
+    db: &Db,
+    (event, metadata): (&Claimed, &ConversationMetadata),
     users: &mut BTreeMap<String, Locked>,
     policy: &RetryPolicy,
 ) -> Result<Outcome, DbError> {
-    let metadata: ConversationMetadata = match serde_json::from_str(&event.payload) {
-        Ok(metadata) => metadata,
-        Err(e) => {
-            let error = format!("payload does not decode: {e}");
-            store::mark_unprocessable(db, event.processing_id, &error)?;
-            return Ok(Outcome::Unprocessable { error });
-        }
-    };
     let known = users.get(&event.user_id).cloned();
-    match db.savepoint(|db| score(db, event, &metadata, known)) {
-        Ok(Scored { changed, after }) => {
-            users.insert(event.user_id.clone(), after);
+    let applied = db.savepoint(|db| {
+        let mut user = BTreeMap::new();
+        let locked = match known {
+            Some(locked) => locked,
+            None => store::lock_user(db, &event.user_id)?,
+        };
+        user.insert(event.user_id.clone(), locked);
+        let changed = apply(db, &[(event, metadata)], &mut user)?;
+        Ok::<_, DbError>((changed.into_iter().next().flatten(), user))
+    });
+    match applied {
+        Ok((changed, user)) => {
+            users.extend(user);
             Ok(Outcome::Scored(changed))
         }
         // An outage ends the batch and uses up no attempt, but only while
@@ -471,92 +484,6 @@ fn finish(
     }
 }
 
-/// A scored event: the status after it when the level moved, and the user's
-/// row as the next event of the same user in the batch finds it.
-struct Scored {
-    changed: Option<Changed>,
-    after: Locked,
-}
-
-/// What a conversation changes for a user whose row is `locked`, computed
-/// before the statement that applies it.
-struct Planned {
-    score_change: f64,
-    turns_increment: i64,
-    streak: i32,
-    emotion: friendship_domain::Emotion,
-    topics: BTreeMap<String, friendship_domain::TopicUpdate>,
-}
-
-fn plan(event: &Claimed, metadata: &ConversationMetadata, locked: &Locked) -> Planned {
-    let streak = next_streak(
-        locked.last_interaction.map(|t| t.date_naive()),
-        locked.streak_day.max(0) as u32,
-        event.now.date_naive(),
-    );
-    Planned {
-        score_change: conversation_score_change(metadata),
-        turns_increment: i64::from(metadata.total_turns.get()),
-        streak: i32::try_from(streak).unwrap_or(i32::MAX),
-        emotion: metadata.emotion,
-        topics: topic_updates(metadata, event.now),
-    }
-}
-
-impl Planned {
-    fn change<'a>(&'a self, event: &'a Claimed) -> Change<'a> {
-        Change {
-            user_id: &event.user_id,
-            score_change: self.score_change,
-            turns_increment: self.turns_increment,
-            streak_day: Some(self.streak),
-            last_emotion: Some(self.emotion),
-            topics: &self.topics,
-            processing_id: Some(event.processing_id),
-            cause: Cause::Conversation,
-        }
-    }
-
-    /// The user's row as the change leaves it: the interaction at the
-    /// transaction's `now()` (the claim's `now`), the new streak, and
-    /// `level` (the level after, which the caller knows).
-    fn after(&self, event: &Claimed, level: friendship_domain::Level) -> Locked {
-        Locked {
-            last_interaction: Some(event.now),
-            streak_day: self.streak,
-            friendship_level: level,
-        }
-    }
-}
-
-/// The effect of one conversation, applied in SQL on the locked user row
-/// (locked here when `known` is None), with the event marked.
-fn score(
-    db: &Db,
-    event: &Claimed,
-    metadata: &ConversationMetadata,
-    known: Option<Locked>,
-) -> Result<Scored, DbError> {
-    let locked = match known {
-        Some(locked) => locked,
-        None => store::lock_user(db, &event.user_id)?,
-    };
-    let planned = plan(event, metadata, &locked);
-    let level_moved = store::apply_change(db, &planned.change(event))?;
-    let changed = if level_moved {
-        Some(store::changed(db, &event.user_id, &locked)?)
-    } else {
-        None
-    };
-    let level = changed
-        .as_ref()
-        .map_or(locked.friendship_level, |c| c.status.friendship_level);
-    Ok(Scored {
-        changed,
-        after: planned.after(event, level),
-    })
-}
-
 /// After the commit: the log line of each outcome, and the consequences of
 /// level changes. True when the event moved its user's level (so it is
 /// `scored`) and the user's cached candidates are gone: it may be finished.
@@ -585,7 +512,7 @@ fn report(event: &Claimed, outcome: &Outcome) -> bool {
             log::event(
                 "event_failed",
                 serde_json::json!({ "processing_id": id, "attempt": attempt, "error": error,
-                                    "status": if *final_attempt { "failed" } else { "pending" },
+                                    "status": if *final_attempt { EventStatus::Failed } else { EventStatus::Pending },
                                     "retry_in_ms": retry_in.as_millis() as u64 }),
             );
             false

@@ -1,11 +1,10 @@
 //! The durable record of conversation-end events: accept, show, claim, finish, redrive.
-//! A scored event is marked by `friendship::APPLY_CHANGES`, in the statement
-//! that applies its effect: `processed`, or `scored` when its user's level
-//! moved, until the scorer has dropped that user's cached candidates
-//! ([`FINISH_SCORED`]). Clients are shown `scored` as `pending`.
 //!
-//! An event is `pending` until the scorer commits its effect (`processed`) or
-//! gives up after the last attempt (`failed`, with `last_error`). Claiming uses
+//! The states an event goes through, and what clients are shown of them, are
+//! `friendship_domain::EventStatus` (the status machine); the SQL spells them
+//! as literals, which a native test (`tests/sql/status.rs`) checks against it.
+//! A scored event is marked by `friendship::APPLY_CHANGES`, in the statement
+//! that applies its effect. Claiming uses
 //! `FOR UPDATE SKIP LOCKED` inside the scorer's transaction, so two scorers never
 //! work on the same event and a crashed scorer's claim vanishes with its
 //! transaction.
@@ -53,14 +52,24 @@ ORDER BY pruned_last
 LIMIT 1"
 );
 
-/// Shows one event; a `scored` event is still `pending` to its client.
+/// An event's status as clients and operators are shown it
+/// (`EventStatus::client_visible`).
+macro_rules! client_status {
+    () => {
+        "CASE WHEN status = 'scored' THEN 'pending' ELSE status END AS status"
+    };
+}
+
+/// Shows one event, its status as its client is shown it.
 ///
 /// `$1` processing_id uuid. Rows: `processing_id` uuid, `conversation_id`,
 /// `user_id`, `status`, `attempts` int4, `last_error` text?, `accepted_at`
 /// timestamp, `processed_at` timestamp?.
 pub const GET_EVENT: Read = crate::read!(
     "SELECT processing_id, conversation_id, user_id,
-       CASE WHEN status = 'scored' THEN 'pending' ELSE status END AS status,
+       ",
+    client_status!(),
+    ",
        attempts, last_error,
        accepted_at AT TIME ZONE 'UTC' AS accepted_at,
        processed_at AT TIME ZONE 'UTC' AS processed_at
@@ -68,8 +77,8 @@ FROM conversation_events
 WHERE processing_id = $1::uuid"
 );
 
-/// The statuses an operator lists: `$1` `pending` (which includes the
-/// internal `scored`) or `failed`, as the array an index scan can use.
+/// The statuses an operator lists: `$1` `pending` or `failed`, each with the
+/// states shown as it (`client_status!`), as the array an index scan can use.
 macro_rules! listed_statuses {
     () => {
         "status = ANY (CASE WHEN $1::text = 'pending' THEN ARRAY['pending', 'scored']
@@ -85,7 +94,9 @@ macro_rules! listed_statuses {
 /// int8. Rows: as [`GET_EVENT`], then `next_attempt_at` timestamp.
 pub const LIST_EVENTS: Read = crate::read!(
     "SELECT processing_id, conversation_id, user_id,
-       CASE WHEN status = 'scored' THEN 'pending' ELSE status END AS status,
+       ",
+    client_status!(),
+    ",
        attempts, last_error,
        accepted_at AT TIME ZONE 'UTC' AS accepted_at,
        processed_at AT TIME ZONE 'UTC' AS processed_at,

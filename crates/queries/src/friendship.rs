@@ -11,39 +11,18 @@
 
 use crate::{Read, Write};
 
-/// The status columns, in the order every status-returning statement uses.
-///
+/// Reads one user's status. `$1` user_id text. Rows (the status columns):
 /// `user_id`, `friendship_score` float8, `friendship_level`,
 /// `last_interaction_date` timestamp?, `streak_day` int4, `total_turns` int8,
-/// `topic_metrics` (JSON text), `last_emotion` text?.
-macro_rules! status_columns {
-    ($t:literal) => {
-        concat!(
-            $t,
-            ".user_id, ",
-            $t,
-            ".friendship_score::float8 AS friendship_score, ",
-            $t,
-            ".friendship_level, ",
-            $t,
-            ".last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date, ",
-            $t,
-            ".streak_day, ",
-            $t,
-            ".total_turns, ",
-            $t,
-            ".topic_metrics::text AS topic_metrics, ",
-            $t,
-            ".last_emotion"
-        )
-    };
-}
-
-/// Reads one user's status. `$1` user_id text. Rows: the status columns.
+/// `topic_metrics` (JSON text), `last_emotion` text?. The native tests decode
+/// them strictly (`tests/sql/rules.rs`), and compare them with the status
+/// object of [`SUGGESTION_INPUTS`].
 pub const GET_STATUS: Read = crate::read!(
-    "SELECT ",
-    status_columns!("fs"),
-    "\nFROM friendship_status AS fs\nWHERE fs.user_id = $1::text"
+    "SELECT fs.user_id, fs.friendship_score::float8 AS friendship_score, fs.friendship_level,
+       fs.last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date, fs.streak_day,
+       fs.total_turns, fs.topic_metrics::text AS topic_metrics, fs.last_emotion
+FROM friendship_status AS fs
+WHERE fs.user_id = $1::text"
 );
 
 /// What a suggestion is computed from, in one snapshot and one round trip:
@@ -90,6 +69,8 @@ ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id"
 /// needs to know beforehand. `$1` a JSON array (text) of user ids.
 /// Rows: `user_id`, `last_interaction_date` timestamp?, `streak_day` int4,
 /// `friendship_level`; one per existing listed user, in `user_id` order.
+/// Each row decodes as a `friendship_domain::Locked` (unknown columns
+/// refused), the type a change is planned from.
 pub const LOCK_USERS: Read = crate::read!(
     "SELECT user_id, last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date,
        streak_day, friendship_level
@@ -106,7 +87,10 @@ FOR UPDATE"
 ///
 /// `$1` a JSON array (text) of changes, **at most one per user** (a user
 /// listed twice would be updated once; callers split such changes into
-/// rounds), each an object with:
+/// rounds), each a serialised `friendship_domain::Change`, an object with
+/// the fields below. `jsonb_to_recordset` ignores a key its column list does
+/// not name, so a native test (`tests/sql/friendship.rs`) checks that the
+/// column list names exactly the fields of `Change`, with matching types:
 /// - `user_id` text
 /// - `score_change` float8 (the new score is floored at 0 and kept to 10
 ///   decimal places: an exact NUMERIC sum closer to a level boundary than a
@@ -185,14 +169,3 @@ SELECT user_id, level_before, level_after, score_after, cause, processing_id
 FROM applied
 WHERE level_before <> level_after"
 );
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_status_read_returns_the_status_columns() {
-        let columns = status_columns!("x");
-        assert!(GET_STATUS.select.contains(&columns.replace("x.", "fs.")));
-    }
-}

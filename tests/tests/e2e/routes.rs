@@ -22,35 +22,82 @@ fn health_reports_every_dependency_up() {
     });
 }
 
+/// Every route of the components' route tables (`components/*/src/lib.rs`, each
+/// `Route::new(Method::…, "pattern", …)`), as `path → methods` in the tables' order,
+/// with `:name` parameters written `{name}` as OpenAPI writes them.
+fn routes_in_code() -> std::collections::BTreeMap<String, Vec<String>> {
+    let components = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../components");
+    let mut routes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut dirs: Vec<_> = std::fs::read_dir(&components)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(source) = std::fs::read_to_string(dir.join("src/lib.rs")) else {
+            continue;
+        };
+        let compact: String = source.split_whitespace().collect();
+        for table_line in compact.split("Route::new(Method::").skip(1) {
+            let (method, rest) = table_line.split_once(',').unwrap();
+            let pattern = rest.split('"').nth(1).unwrap();
+            let path = pattern
+                .split('/')
+                .map(|segment| match segment.strip_prefix(':') {
+                    Some(name) => format!("{{{name}}}"),
+                    None => segment.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            routes.entry(path).or_default().push(method.to_uppercase());
+        }
+    }
+    assert!(routes.len() > 10, "the route tables were read: {routes:?}");
+    routes
+}
+
 #[test]
 fn the_openapi_document_is_served_and_names_every_route() {
     run(async {
         let env = shared().await;
         let resp = env.call("GET", "/openapi.json", None, None).await;
         resp.expect(200);
-        let paths = resp.json["paths"]
-            .as_object()
-            .expect("an OpenAPI document with paths");
-        for path in [
-            "/health",
-            "/health/live",
-            "/api/v1/conversations/end",
-            "/api/v1/conversations/{processing_id}",
-            "/api/v1/friendship/status",
-            "/api/v1/friendship/update",
-            "/api/v1/activities/suggest",
-            "/api/v1/agent-mappings",
-            "/api/v1/agent-mappings/{id}",
-            "/api/v1/admin/events/redrive",
-            "/api/v1/admin/events",
-            "/api/v1/admin/rejected-messages",
-            "/api/v1/admin/cache/stats",
-        ] {
-            assert!(
-                paths.contains_key(path),
-                "{path} is missing from openapi.json"
-            );
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../../../openapi.json")).unwrap();
+        assert_eq!(resp.json, file, "the served document is openapi.json");
+        // Every route of the code is in the document, and every operation of the
+        // document is a route of the code; each 405 names the path's methods.
+        let mut code = routes_in_code();
+        let mut documented: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (path, operations) in file["paths"].as_object().expect("paths") {
+            for (method, operation) in operations.as_object().unwrap() {
+                if method == "parameters" {
+                    continue;
+                }
+                documented
+                    .entry(path.clone())
+                    .or_default()
+                    .push(method.to_uppercase());
+                let not_allowed = &operation["responses"]["405"];
+                assert_eq!(
+                    not_allowed["$ref"], "#/components/responses/MethodNotAllowed",
+                    "{method} {path}"
+                );
+                let allowed = code.get(path).cloned().unwrap_or_default();
+                assert_eq!(
+                    not_allowed["description"],
+                    format!(
+                        "Method not allowed: this path serves only {}.",
+                        allowed.join(", ")
+                    ),
+                    "{method} {path}"
+                );
+            }
         }
+        for methods in code.values_mut().chain(documented.values_mut()) {
+            methods.sort();
+        }
+        assert_eq!(code, documented, "the route tables and openapi.json");
     });
 }
 

@@ -26,7 +26,7 @@ pub use routing::Route;
 
 use query::PageQuery;
 use request_id::request_id_of;
-use routing::{match_pattern, method_name};
+use routing::{choose, Choice};
 
 /// Bodies above this many bytes are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -134,30 +134,19 @@ pub fn serve(request: Request, routes: &[Route]) -> Response {
     let path = request.path().to_string();
     let method = request.method().clone();
 
-    let mut matching: Vec<(&Route, Vec<(&'static str, String)>)> = routes
-        .iter()
-        .filter_map(|r| match_pattern(r.pattern, &path).map(|p| (r, p)))
-        .collect();
-    // A literal path wins over a parameter: `GET /conversations/end` is a
-    // wrong method on a known path, not an event named "end".
-    if matching.iter().any(|(_, params)| params.is_empty()) {
-        matching.retain(|(_, params)| params.is_empty());
-    }
-    let chosen = matching.iter().find(|(r, _)| r.method == method);
-
     let mut route_name = "unmatched";
     let mut logged = true;
     let mut user_id = None;
     let mut log_fields = serde_json::Map::new();
-    let result = match chosen {
-        Some((route, params)) => {
+    let result = match choose(routes, &method, &path) {
+        Choice::Route(route, params) => {
             route_name = route.name;
             logged = route.logged;
             let mut ctx = Ctx {
                 request_id: request_id.clone(),
                 request: &request,
                 now,
-                params: params.clone(),
+                params,
                 user_id: None,
                 log_fields: serde_json::Map::new(),
             };
@@ -166,14 +155,9 @@ pub fn serve(request: Request, routes: &[Route]) -> Response {
             log_fields = ctx.log_fields;
             result
         }
-        None if matching.is_empty() => Err(ApiError::NotFound(format!("no route for {path}"))),
-        None => {
-            route_name = matching[0].0.name;
-            let mut allow: Vec<&'static str> = matching
-                .iter()
-                .map(|(r, _)| method_name(&r.method))
-                .collect();
-            allow.dedup();
+        Choice::NotFound => Err(ApiError::NotFound(format!("no route for {path}"))),
+        Choice::MethodNotAllowed { name, allow } => {
+            route_name = name;
             Err(ApiError::MethodNotAllowed {
                 method: method.to_string(),
                 allow,

@@ -1,9 +1,52 @@
-//! The route table: a request's path matched against `:name` patterns
-//! (literal segments first; parameters percent-decoded as RFC 3986 says).
+//! The route table and the route choice ([`choose`]): a request's path
+//! matched against `:name` patterns (a literal path wins over a parameter;
+//! parameters percent-decoded as RFC 3986 says), then its method: the route,
+//! or 404, or 405 with the methods the path allows.
 
 use spin_sdk::http::Method;
 
 use super::Handler;
+
+/// What a component's route table says of a request.
+pub(super) enum Choice<'r> {
+    /// The route to run, with its path parameters.
+    Route(&'r Route, Vec<(&'static str, String)>),
+    /// No pattern matches the path: 404.
+    NotFound,
+    /// The path is known, the method is not: 405, `Allow` listing `allow`;
+    /// `name` is the path's first route, for the log line.
+    MethodNotAllowed {
+        name: &'static str,
+        allow: Vec<&'static str>,
+    },
+}
+
+/// Chooses the route of `method` and `path` in `routes`.
+pub(super) fn choose<'r>(routes: &'r [Route], method: &Method, path: &str) -> Choice<'r> {
+    let mut matching: Vec<(&Route, Vec<(&'static str, String)>)> = routes
+        .iter()
+        .filter_map(|r| match_pattern(r.pattern, path).map(|p| (r, p)))
+        .collect();
+    // A literal path wins over a parameter: `GET /conversations/end` is a
+    // wrong method on a known path, not an event named "end".
+    if matching.iter().any(|(_, params)| params.is_empty()) {
+        matching.retain(|(_, params)| params.is_empty());
+    }
+    if matching.is_empty() {
+        return Choice::NotFound;
+    }
+    let name = matching[0].0.name;
+    if let Some(i) = matching.iter().position(|(r, _)| r.method == *method) {
+        let (route, params) = matching.swap_remove(i);
+        return Choice::Route(route, params);
+    }
+    let mut allow: Vec<&'static str> = matching
+        .iter()
+        .map(|(r, _)| method_name(&r.method))
+        .collect();
+    allow.dedup();
+    Choice::MethodNotAllowed { name, allow }
+}
 
 /// One line of a component's route table. Patterns are literal segments and
 /// `:name` parameters, e.g. `/api/v1/agent-mappings/:id`.
@@ -42,10 +85,7 @@ impl Route {
 }
 
 /// Matches a path against a pattern, returning its parameters.
-pub(super) fn match_pattern(
-    pattern: &'static str,
-    path: &str,
-) -> Option<Vec<(&'static str, String)>> {
+fn match_pattern(pattern: &'static str, path: &str) -> Option<Vec<(&'static str, String)>> {
     let mut params = Vec::new();
     let mut pattern_segments = pattern.trim_end_matches('/').split('/');
     let mut path_segments = path.trim_end_matches('/').split('/');
@@ -74,7 +114,7 @@ fn percent_decode(raw: &str) -> String {
 }
 
 /// A method's name, for `Allow`.
-pub(super) fn method_name(method: &Method) -> &'static str {
+fn method_name(method: &Method) -> &'static str {
     match method {
         Method::Get => "GET",
         Method::Post => "POST",
@@ -90,6 +130,59 @@ pub(super) fn method_name(method: &Method) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn never(_: &mut super::super::Ctx) -> Result<super::super::Reply, crate::ApiError> {
+        unreachable!("routing tests choose, never run")
+    }
+
+    const ROUTES: &[Route] = &[
+        Route::new(Method::Post, "/api/v1/conversations/end", "end", never),
+        Route::new(
+            Method::Get,
+            "/api/v1/conversations/:processing_id",
+            "get",
+            never,
+        ),
+        Route::new(Method::Get, "/api/v1/agent-mappings/:id", "read", never),
+        Route::new(Method::Put, "/api/v1/agent-mappings/:id", "replace", never),
+    ];
+
+    /// A route's name and parameters, or the answer's status (and `Allow`).
+    type Chosen = Result<(&'static str, Vec<(&'static str, String)>), String>;
+
+    fn chosen(method: Method, path: &str) -> Chosen {
+        match choose(ROUTES, &method, path) {
+            Choice::Route(route, params) => Ok((route.name, params)),
+            Choice::NotFound => Err("404".into()),
+            Choice::MethodNotAllowed { name, allow } => Err(format!("405 {name} {allow:?}")),
+        }
+    }
+
+    #[test]
+    fn a_literal_path_wins_over_a_parameter() {
+        assert_eq!(
+            chosen(Method::Post, "/api/v1/conversations/end"),
+            Ok(("end", vec![]))
+        );
+        assert_eq!(
+            chosen(Method::Get, "/api/v1/conversations/end"),
+            Err("405 end [\"POST\"]".into()),
+            "a wrong method on a known path, not an event named end"
+        );
+        assert_eq!(
+            chosen(Method::Get, "/api/v1/conversations/abc"),
+            Ok(("get", vec![("processing_id", "abc".to_string())]))
+        );
+    }
+
+    #[test]
+    fn a_known_path_with_another_method_is_405_listing_the_allowed_ones() {
+        assert_eq!(
+            chosen(Method::Delete, "/api/v1/agent-mappings/7"),
+            Err("405 read [\"GET\", \"PUT\"]".into())
+        );
+        assert_eq!(chosen(Method::Get, "/api/v1/nothing"), Err("404".into()));
+    }
 
     #[test]
     fn a_pattern_captures_its_parameters() {

@@ -1,10 +1,9 @@
 //! Outbound Redis (`redis_url`), through Spin's `spin:redis`: the connection
-//! ([`open`]) and what goes over it, the scorer's [`doorbell`] and the cache
-//! [`counters`]. Spin opens a new connection for every `open`, so a request
+//! ([`open`]) and the cache [`counters`] that go over it (the scorer's
+//! doorbell is [`crate::doorbell`]). Spin opens a new connection for every `open`, so a request
 //! opens one at most and only when it needs it.
 
 pub mod counters;
-pub mod doorbell;
 
 use spin_sdk::redis::Connection;
 

@@ -3,13 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use friendship_domain::ConversationEnd;
-use friendship_queries::{doorbell, events, Write};
+use friendship_queries::{events, Write};
 use serde::{Deserialize, Serialize};
 use spin_sdk::pg4::ParameterValue as P;
 use uuid::Uuid;
 
 use crate::db::{self, Db, DbError};
-use crate::store;
 
 /// The answer to a conversation-end post.
 pub struct Recorded {
@@ -38,34 +37,6 @@ pub fn record_event(db: &Db, event: &ConversationEnd) -> Result<Recorded, Record
         .unwrap_or_else(|| Err(DbError::decoding("no answer for a recorded event".into()).into()))
 }
 
-/// Records an event as [`record_event`] does, then marks the scorer's
-/// doorbell on the same connection ([`doorbell::RING`], once the event has
-/// committed): the answer, and whether the caller must publish the doorbell
-/// (none is on its way to a wake-up that has not started yet). Two
-/// statements in all: the mark also proves the connection clean
-/// ([`Db::write_then_probe`]).
-pub fn record_event_and_mark_doorbell(
-    db: &Db,
-    event: &ConversationEnd,
-) -> Result<(Recorded, bool), RecordError> {
-    let mut must_ring = false;
-    let mut answers = record_with(db, &[event], |insert| {
-        let (inserted, marked) = db.write_then_probe(
-            insert,
-            (
-                &doorbell::RING,
-                &[P::Int64(store::doorbell::MARK_LIFETIME_MS)],
-            ),
-        )?;
-        must_ring = marked == 1;
-        Ok(inserted)
-    })?;
-    let answer = answers.pop().unwrap_or_else(|| {
-        Err(DbError::decoding("no answer for a recorded event".into()).into())
-    })?;
-    Ok((answer, must_ring))
-}
-
 /// Records a batch of events as [`record_event`] records one, in one
 /// statement: a batch of new events costs one round trip and one commit.
 /// When some were recorded before (or twice in the batch), each is then
@@ -80,7 +51,7 @@ pub fn record_events(
 
 /// [`record_events`], with `insert` running the insert statement and
 /// answering how many rows it inserted.
-fn record_with(
+pub(crate) fn record_with(
     db: &Db,
     batch: &[&ConversationEnd],
     insert: impl FnOnce((&Write, &[P])) -> Result<u64, DbError>,

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+pub use friendship_domain::{Cause, Change, Locked};
 use friendship_domain::{Emotion, Level, TopicMetric, TopicUpdate};
 use friendship_queries::friendship;
 use serde::{Deserialize, Deserializer, Serialize};
 use spin_sdk::pg4::ParameterValue as P;
-use uuid::Uuid;
 
 use crate::db::{self, Db, DbError};
 use crate::store::parsed;
@@ -57,14 +57,6 @@ pub fn level(db: &Db, user_id: &str) -> Result<Level, DbError> {
         .map_or(Level::Stranger, |row| row.friendship_level))
 }
 
-/// A user's row, locked for a change, as it was before it.
-#[derive(Debug, Clone)]
-pub struct Locked {
-    pub last_interaction: Option<DateTime<Utc>>,
-    pub streak_day: i32,
-    pub friendship_level: Level,
-}
-
 /// Creates the users that are new and locks every one's row until the
 /// transaction ends, in one order for every caller (so batches of
 /// overlapping users never deadlock): two round trips for any number of
@@ -91,26 +83,10 @@ pub fn lock_users<'a>(
 pub fn locked_now(db: &Db, ids: &[&str]) -> Result<BTreeMap<String, Locked>, DbError> {
     let json = serde_json::to_string(ids)
         .map_err(|e| DbError::decoding(format!("serialising user ids: {e}")))?;
-    #[derive(Deserialize)]
-    struct Row {
-        user_id: String,
-        #[serde(deserialize_with = "db::utc::option::deserialize")]
-        last_interaction_date: Option<DateTime<Utc>>,
-        streak_day: i32,
-        #[serde(deserialize_with = "parsed::deserialize")]
-        friendship_level: Level,
-    }
-    let rows: Vec<Row> = db.read(&friendship::LOCK_USERS, &[P::Str(json)])?;
+    let rows: Vec<Locked> = db.read(&friendship::LOCK_USERS, &[P::Str(json)])?;
     Ok(rows
         .into_iter()
-        .map(|row| {
-            let locked = Locked {
-                last_interaction: row.last_interaction_date,
-                streak_day: row.streak_day,
-                friendship_level: row.friendship_level,
-            };
-            (row.user_id, locked)
-        })
+        .map(|row| (row.user_id.clone(), row))
         .collect())
 }
 
@@ -119,36 +95,6 @@ pub fn lock_user(db: &Db, user_id: &str) -> Result<Locked, DbError> {
     lock_users(db, [user_id])?
         .remove(user_id)
         .ok_or_else(|| DbError::decoding(format!("user {user_id} vanished after its creation")))
-}
-
-/// A change to apply to a user's status.
-pub struct Change<'a> {
-    pub user_id: &'a str,
-    pub score_change: f64,
-    pub turns_increment: i64,
-    /// The new streak, or None to keep it.
-    pub streak_day: Option<i32>,
-    pub last_emotion: Option<Emotion>,
-    pub topics: &'a BTreeMap<String, TopicUpdate>,
-    /// The scored event, for conversations.
-    pub processing_id: Option<Uuid>,
-    pub cause: Cause,
-}
-
-/// Why a score changed; stored in the history.
-#[derive(Debug, Clone, Copy)]
-pub enum Cause {
-    Conversation,
-    ServiceUpdate,
-}
-
-impl Cause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Conversation => "conversation",
-            Cause::ServiceUpdate => "service_update",
-        }
-    }
 }
 
 /// The status after a change, and the level before it.
@@ -169,47 +115,21 @@ impl Changed {
 /// and transition recorded with it, and each scored event marked. At most
 /// one change per user (a scorer splits its batch into rounds). How many
 /// changes moved their user's level.
-pub fn apply_changes(db: &Db, changes: &[Change<'_>]) -> Result<u64, DbError> {
-    #[derive(Serialize)]
-    struct Wire<'a> {
-        user_id: &'a str,
-        score_change: f64,
-        turns_increment: i64,
-        streak_day: Option<i32>,
-        last_emotion: Option<&'static str>,
-        topics: &'a BTreeMap<String, TopicUpdate>,
-        processing_id: Option<Uuid>,
-        cause: &'static str,
-        interaction: bool,
-    }
+pub fn apply_changes(db: &Db, changes: &[Change]) -> Result<u64, DbError> {
     let mut seen = std::collections::BTreeSet::new();
-    if let Some(twice) = changes.iter().find(|c| !seen.insert(c.user_id)) {
+    if let Some(twice) = changes.iter().find(|c| !seen.insert(c.user_id.as_str())) {
         return Err(DbError::decoding(format!(
             "two changes of user {} in one statement",
             twice.user_id
         )));
     }
-    let wire: Vec<Wire> = changes
-        .iter()
-        .map(|change| Wire {
-            user_id: change.user_id,
-            score_change: change.score_change,
-            turns_increment: change.turns_increment,
-            streak_day: change.streak_day,
-            last_emotion: change.last_emotion.map(|e| e.as_str()),
-            topics: change.topics,
-            processing_id: change.processing_id,
-            cause: change.cause.as_str(),
-            interaction: matches!(change.cause, Cause::Conversation),
-        })
-        .collect();
-    let json = serde_json::to_string(&wire)
+    let json = serde_json::to_string(changes)
         .map_err(|e| DbError::decoding(format!("serialising changes: {e}")))?;
     db.write(&friendship::APPLY_CHANGES, &[P::Str(json)])
 }
 
 /// [`apply_changes`] of one change; true when it moved the user's level.
-pub fn apply_change(db: &Db, change: &Change<'_>) -> Result<bool, DbError> {
+pub fn apply_change(db: &Db, change: &Change) -> Result<bool, DbError> {
     Ok(apply_changes(db, std::slice::from_ref(change))? > 0)
 }
 
@@ -234,16 +154,7 @@ pub fn apply_service_update(
         let locked = lock_user(db, user_id)?;
         apply_change(
             db,
-            &Change {
-                user_id,
-                score_change,
-                turns_increment: 0,
-                streak_day: None,
-                last_emotion: None,
-                topics,
-                processing_id: None,
-                cause: Cause::ServiceUpdate,
-            },
+            &Change::service_update(user_id, score_change, topics.clone()),
         )?;
         changed(db, user_id, &locked)
     })

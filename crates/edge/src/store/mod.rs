@@ -1,10 +1,10 @@
 //! Storage: every read and write of the service's Postgres state, as typed
 //! functions over the statements of `friendship-queries`, one module per
-//! concern as there: [`doorbell`], [`events`], [`friendship`], [`mappings`], [`metrics`], [`rejected`],
+//! concern as there: [`events`], [`friendship`], [`mappings`], [`metrics`], [`rejected`],
 //! [`retention`], [`health`].
-//! Nothing outside this module and [`crate::db`] names a SQL statement.
+//! Nothing outside this module, [`crate::db`] and [`crate::doorbell`] names
+//! a SQL statement.
 
-pub mod doorbell;
 pub mod events;
 pub mod friendship;
 pub mod health;

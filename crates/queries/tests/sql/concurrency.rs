@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use friendship_domain::{
-    conversation_score_change, next_streak, topic_updates, ConversationMetadata,
-};
+use friendship_domain::{conversation_score_change, plan, rounds, ConversationMetadata};
 use friendship_queries::events;
 use sqlx::PgPool;
 use tokio::sync::Barrier;
@@ -15,8 +13,9 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::support::{
-    apply, apply_change, apply_on, claim_up_to, connect, ensure_user, ensure_users, get_event,
-    history, insert_event, lock_user, new_event, status, utc, with_migrated_db, write, Change,
+    apply, apply_change, apply_changes, apply_on, claim_up_to, connect, ensure_user, ensure_users,
+    get_event, history, insert_event, new_event, status, try_lock_users, utc, with_migrated_db,
+    write, Change, ChangeExt, Locked,
 };
 
 const WRITERS: usize = 40;
@@ -164,11 +163,15 @@ fn metadata(i: usize) -> ConversationMetadata {
 /// Events one scorer claims per transaction: small, so batches interleave.
 const BATCH: i64 = 4;
 
-/// One scorer, as `scorer::score_batch` works: claim a batch, sort it by user, lock
-/// all the batch's users at once (ENSURE_USERS, in the order every scorer uses), and
-/// for each event LOCK_USERS (the row as the events before left it), APPLY_CHANGES
-/// (which marks the event processed, or scored when the level moved) and GET_STATUS;
-/// commit; FINISH_SCORED; until nothing is due.
+/// One scorer, as `scorer::run_batch` works (its first pass; the careful one
+/// runs each event as a round of its own): claim a batch, sort it by user, lock
+/// all the batch's users at once (ENSURE_USERS, in the order every scorer uses,
+/// then LOCK_USERS), and for each round of the domain's [`rounds`] plan every
+/// event with the domain's [`plan`] against its user's row as the events before
+/// left it and apply the round with one APPLY_CHANGES (which marks each event
+/// processed, or scored when the level moved); commit; FINISH_SCORED; until
+/// nothing is due. After each round the users' rows are read back and must be
+/// what [`Locked::after`] carries to the user's next event.
 /// Returns how many events it scored.
 async fn scorer(pool: PgPool) -> usize {
     let mut scored = 0;
@@ -182,48 +185,58 @@ async fn scorer(pool: PgPool) -> usize {
         assert!(batch.len() <= BATCH as usize);
         batch.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         let mut level_moved = Vec::new();
-        let users: Vec<&str> = batch.iter().map(|c| c.user_id.as_str()).collect();
-        ensure_users(&mut *tx, &users).await;
-        for claimed in &batch {
-            let metadata: ConversationMetadata = serde_json::from_str(&claimed.payload).unwrap();
-            let now = utc(claimed.now);
-            let locked = lock_user(&mut *tx, &claimed.user_id)
-                .await
-                .expect("the user was just ensured");
-            let streak = next_streak(
-                locked.last_interaction_date.map(|t| t.date()),
-                locked.streak_day as u32,
-                now.date_naive(),
-            );
-            let change = Change {
-                streak_day: Some(streak as i32),
-                last_emotion: Some(metadata.emotion.as_str()),
-                topics: topic_updates(&metadata, now),
-                ..Change::conversation(
-                    &claimed.user_id,
-                    claimed.processing_id,
-                    conversation_score_change(&metadata),
-                    i64::from(metadata.total_turns.get()),
-                )
-            };
-            let changed = apply_on(&mut tx, &change).await;
-            assert_eq!(changed.previous_level, locked.friendship_level);
-            let moved = changed.status.friendship_level != changed.previous_level;
-            let marked: String = sqlx::query_scalar(
-                "SELECT status FROM conversation_events WHERE processing_id = $1",
-            )
-            .bind(claimed.processing_id)
-            .fetch_one(&mut *tx)
+        let ids: Vec<&str> = batch.iter().map(|c| c.user_id.as_str()).collect();
+        ensure_users(&mut *tx, &ids).await;
+        let mut users: BTreeMap<String, Locked> = try_lock_users(&mut *tx, &ids)
             .await
-            .unwrap();
-            assert_eq!(
-                marked,
-                if moved { "scored" } else { "processed" },
-                "APPLY_CHANGES marks the event it scores"
-            );
-            if moved {
-                level_moved.push(claimed.processing_id);
+            .unwrap()
+            .into_iter()
+            .map(|row| (row.user_id.clone(), row))
+            .collect();
+        for round in rounds(ids.iter().copied()) {
+            let changes: Vec<Change> = round
+                .iter()
+                .map(|&i| {
+                    let claimed = &batch[i];
+                    let metadata: ConversationMetadata =
+                        serde_json::from_str(&claimed.payload).unwrap();
+                    let locked = &users[&claimed.user_id];
+                    plan(locked, claimed.processing_id, &metadata, utc(claimed.now))
+                })
+                .collect();
+            let moved = apply_changes(&mut *tx, &changes).await.unwrap();
+            let round_ids: Vec<&str> = round.iter().map(|&i| ids[i]).collect();
+            let now = try_lock_users(&mut *tx, &round_ids).await.unwrap();
+            assert_eq!(now.len(), round.len(), "one change per user in a round");
+            let mut moved_here = 0;
+            for ((&i, change), row) in round.iter().zip(&changes).zip(now) {
+                let claimed = &batch[i];
+                let before = &users[&claimed.user_id];
+                assert_eq!(
+                    row,
+                    before.after(change, utc(claimed.now), row.friendship_level),
+                    "Locked::after carries what APPLY_CHANGES did"
+                );
+                let moved = row.friendship_level != before.friendship_level;
+                let marked: String = sqlx::query_scalar(
+                    "SELECT status FROM conversation_events WHERE processing_id = $1",
+                )
+                .bind(claimed.processing_id)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+                assert_eq!(
+                    marked,
+                    if moved { "scored" } else { "processed" },
+                    "APPLY_CHANGES marks the event it scores"
+                );
+                if moved {
+                    moved_here += 1;
+                    level_moved.push(claimed.processing_id);
+                }
+                users.insert(row.user_id.clone(), row);
             }
+            assert_eq!(moved, moved_here, "one affected row per level that moved");
         }
         tx.commit().await.unwrap();
         // After the commit (and the cache invalidation): the scored events finish.

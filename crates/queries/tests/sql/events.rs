@@ -9,7 +9,8 @@ use uuid::Uuid;
 use crate::support::{
     apply, claim, claim_up_to, db_now, due_in_seconds, ensure_user, find_event, get_event,
     insert_event, insert_events, mark_processed, new_event, read, record_failure, sqlstate,
-    try_insert_event_as, utc, with_migrated_db, write, Change, PAYLOAD, UNIQUE_VIOLATION,
+    try_insert_event_as, utc, with_migrated_db, write, Change, ChangeExt, PAYLOAD,
+    UNIQUE_VIOLATION,
 };
 
 /// A row of [`events::FIND_EVENT_BY_CONVERSATION`].

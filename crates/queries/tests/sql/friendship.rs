@@ -4,14 +4,14 @@
 //! topic merging, the keep-when-NULL parameters, and the exactly-once guard.
 
 use chrono::{DateTime, TimeZone, Utc};
-use friendship_domain::TopicMetric;
+use friendship_domain::{Level, TopicMetric};
 use friendship_queries::friendship;
 use serde::Deserialize;
 
 use crate::support::{
     apply, apply_change, apply_changes, db_now, ensure_user, ensure_users, history, lock_user,
     new_event, read, sqlstate, status, transitions, try_apply, try_lock_user, try_lock_users, utc,
-    with_migrated_db, Change, HistoryLine, Locked, Transition, LOCK_NOT_AVAILABLE,
+    with_migrated_db, Change, ChangeExt, HistoryLine, Locked, Transition, LOCK_NOT_AVAILABLE,
     UNIQUE_VIOLATION,
 };
 
@@ -39,6 +39,63 @@ async fn level_of(pool: &sqlx::PgPool, user_id: &str) -> Option<String> {
         .optional::<Row>(pool)
         .await
         .map(|row| row.friendship_level)
+}
+
+/// The `name type` pairs of [`friendship::APPLY_CHANGES`]'s `jsonb_to_recordset` column list.
+fn apply_changes_columns() -> Vec<(String, String)> {
+    let sql = friendship::APPLY_CHANGES.sql;
+    let start = sql
+        .find("jsonb_to_recordset($1::text::jsonb) AS c(")
+        .expect("APPLY_CHANGES reads its changes with jsonb_to_recordset")
+        + "jsonb_to_recordset($1::text::jsonb) AS c(".len();
+    let end = start + sql[start..].find(')').unwrap();
+    sql[start..end]
+        .split(',')
+        .map(|column| {
+            let mut words = column.split_whitespace();
+            let name = words.next().unwrap().to_owned();
+            (name, words.collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+/// `jsonb_to_recordset` silently ignores a key its column list does not name (and
+/// reads NULL for a column the JSON lacks): a field added to the domain's `Change`
+/// and not to the statement, or the other way round, fails here, as does a type
+/// that cannot hold the field's JSON value.
+#[test]
+fn apply_changes_reads_exactly_the_fields_a_change_writes() {
+    let change = Change {
+        streak_day: Some(1),
+        last_emotion: Some(friendship_domain::Emotion::Happy),
+        ..Change::conversation("u", uuid::Uuid::nil(), 1.5, 2).topic("music", 1.0, 1, day(1))
+    };
+    let written = serde_json::to_value(&change).unwrap();
+    let written = written.as_object().unwrap();
+    let columns = apply_changes_columns();
+    let mut names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+    let mut fields: Vec<&str> = written.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    fields.sort_unstable();
+    assert_eq!(
+        names, fields,
+        "APPLY_CHANGES's column list and Change's fields"
+    );
+    for (name, sql_type) in &columns {
+        let value = &written[name.as_str()];
+        let fits = match value {
+            serde_json::Value::String(_) => ["text", "uuid"].contains(&sql_type.as_str()),
+            serde_json::Value::Number(n) if n.is_f64() => sql_type == "float8",
+            serde_json::Value::Number(_) => ["int4", "int8", "float8"].contains(&sql_type.as_str()),
+            serde_json::Value::Bool(_) => sql_type == "bool",
+            serde_json::Value::Object(_) => sql_type == "jsonb",
+            _ => false,
+        };
+        assert!(
+            fits,
+            "{name}: {value} does not fit the column type {sql_type}"
+        );
+    }
 }
 
 #[test]
@@ -75,9 +132,9 @@ fn ensure_user_creates_a_stranger_with_no_history_once() {
             lock_user(&db.pool, "user-2").await,
             Some(Locked {
                 user_id: "user-2".into(),
-                last_interaction_date: None,
+                last_interaction: None,
                 streak_day: 0,
-                friendship_level: "stranger".into()
+                friendship_level: Level::Stranger,
             })
         );
         let fresh = status(&db.pool, "user-2").await.unwrap();
@@ -329,7 +386,7 @@ fn null_streak_and_emotion_keep_the_stored_values() {
         ensure_user(&db.pool, "user-1").await;
         let set = Change {
             streak_day: Some(3),
-            last_emotion: Some("happy"),
+            last_emotion: Some(friendship_domain::Emotion::Happy),
             ..Change::conversation("user-1", new_event(&db.pool, "user-1").await, 1.0, 1)
         };
         let s = apply(&db.pool, &set).await.status;
@@ -349,7 +406,7 @@ fn null_streak_and_emotion_keep_the_stored_values() {
 
         let reset = Change {
             streak_day: Some(0),
-            last_emotion: Some("sad"),
+            last_emotion: Some(friendship_domain::Emotion::Sad),
             ..Change::service("user-1", 1.0)
         };
         let s = apply(&db.pool, &reset).await.status;
@@ -390,9 +447,9 @@ fn an_interaction_sets_last_interaction_date_and_a_service_update_leaves_it() {
             lock_user(&mut *tx, "user-1").await,
             Some(Locked {
                 user_id: "user-1".into(),
-                last_interaction_date: Some(set),
+                last_interaction: Some(utc(set)),
                 streak_day: 0,
-                friendship_level: "stranger".into()
+                friendship_level: Level::Stranger,
             })
         );
     });
@@ -506,7 +563,7 @@ fn lock_user_answers_the_level_before_the_change_and_get_status_the_one_after() 
         ensure_user(&db.pool, "user-1").await;
         let mut tx = db.pool.begin().await.unwrap();
         let before = lock_user(&mut *tx, "user-1").await.unwrap();
-        assert_eq!(before.friendship_level, "stranger");
+        assert_eq!(before.friendship_level, Level::Stranger);
         assert_eq!(
             apply_change(&mut *tx, &Change::service("user-1", 600.0))
                 .await
@@ -527,7 +584,7 @@ fn lock_user_answers_the_level_before_the_change_and_get_status_the_one_after() 
                 .await
                 .unwrap()
                 .friendship_level,
-            "friend"
+            Level::Friend
         );
         tx.rollback().await.unwrap();
         assert_eq!(
@@ -601,27 +658,84 @@ fn ensure_users_creates_the_new_and_locks_all_and_lock_users_answers_them_in_byt
     });
 }
 
+/// Two users, first and second in byte order, that the `SELECT DISTINCT` of
+/// [`friendship::ENSURE_USERS`] would return the other way round without its
+/// `ORDER BY … COLLATE "C"` (in its hash order), from either input order.
+async fn users_whose_hash_order_is_not_their_byte_order(pool: &sqlx::PgPool) -> (String, String) {
+    let distinct = "SELECT DISTINCT u.user_id \
+                    FROM jsonb_array_elements_text($1::text::jsonb) AS u(user_id)";
+    for i in 0..200 {
+        let (x, y) = (format!("u-{i:03}"), format!("u-{:03}", i + 1));
+        let mut reversed = true;
+        for input in [[&x, &y], [&y, &x]] {
+            let out: Vec<String> = sqlx::query_scalar(distinct)
+                .bind(serde_json::to_string(&input).unwrap())
+                .fetch_all(pool)
+                .await
+                .unwrap();
+            reversed &= out == [y.clone(), x.clone()];
+        }
+        if reversed {
+            return (x, y);
+        }
+    }
+    panic!("no pair of users whose hash order differs from their byte order");
+}
+
+/// Invariant 20: every locker of users takes them in byte order, so batches of
+/// overlapping users never deadlock. Deterministic: another transaction holds the
+/// byte-first user and, once [`friendship::ENSURE_USERS`] waits, takes the second;
+/// if ENSURE_USERS had locked the second first (as it would in its hash order
+/// without the `ORDER BY`), the two would deadlock and Postgres would fail one
+/// with 40P01.
 #[test]
 fn batches_of_overlapping_users_in_any_order_never_deadlock() {
     with_migrated_db(|db| async move {
-        // Without one locking order, two transactions locking {a, b, c} from opposite
-        // ends deadlock within a few rounds (Postgres then fails one with 40P01).
-        const ROUNDS: usize = 40;
-        let orders = [["u-a", "u-b", "u-c"], ["u-c", "u-b", "u-a"]];
-        let mut lockers = tokio::task::JoinSet::new();
-        for order in orders {
+        let (first, second) = users_whose_hash_order_is_not_their_byte_order(&db.pool).await;
+        ensure_users(&db.pool, &[&first, &second]).await;
+        let lock = "SELECT user_id FROM friendship_status WHERE user_id = $1 FOR UPDATE";
+        for input in [[&first, &second], [&second, &first]] {
+            let mut holder = db.pool.begin().await.unwrap();
+            sqlx::query(lock)
+                .bind(&first)
+                .execute(&mut *holder)
+                .await
+                .unwrap();
             let pool = db.pool.clone();
-            lockers.spawn(async move {
-                for _ in 0..ROUNDS {
-                    let mut tx = pool.begin().await.unwrap();
-                    ensure_users(&mut *tx, &order).await;
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                    tx.commit().await.unwrap();
-                }
+            let ids = serde_json::to_string(&input).unwrap();
+            let ensure = tokio::spawn(async move {
+                let mut tx = pool.begin().await?;
+                sqlx::query(friendship::ENSURE_USERS.sql)
+                    .bind(ids)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
             });
-        }
-        while let Some(done) = lockers.join_next().await {
-            done.unwrap();
+            // Until ENSURE_USERS waits for the first user's lock.
+            let mut waited = false;
+            for _ in 0..500 {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                )
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+                if waiting > 0 {
+                    waited = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert!(waited, "ENSURE_USERS waits for the held user");
+            let second_lock = sqlx::query(lock).bind(&second).execute(&mut *holder).await;
+            assert!(
+                second_lock.is_ok(),
+                "{input:?}: the holder takes the second user: {second_lock:?}"
+            );
+            holder.commit().await.unwrap();
+            let ensured = ensure.await.unwrap();
+            assert!(ensured.is_ok(), "{input:?}: ENSURE_USERS: {ensured:?}");
         }
     });
 }

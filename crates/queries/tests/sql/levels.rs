@@ -7,7 +7,7 @@ use friendship_domain::{Level, ACQUAINTANCE_MIN_SCORE, FRIEND_MIN_SCORE};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::support::{apply, ensure_user, transitions, with_migrated_db, Change};
+use crate::support::{apply, ensure_user, transitions, with_migrated_db, Change, ChangeExt};
 
 /// The doubles on either side of each boundary, and other edges.
 fn edge_scores() -> Vec<f64> {

@@ -7,7 +7,8 @@
 //! parameter and result types of every statement), `events`, `friendship`,
 //! `concurrency`, `doorbell`, `levels` (the generated level against the domain rule), `mappings`,
 //! `metrics` (the scrape's counters and plans),
-//! `health`, `rejected`, `retention` (pruning, kept keys, the race with a resend), `session`.
+//! `health`, `rejected`, `retention` (pruning, kept keys, the race with a resend), `session`,
+//! `status` (every status literal of the SQL against the domain's `EventStatus`).
 
 mod concurrency;
 mod doorbell;
@@ -21,5 +22,6 @@ mod rejected;
 mod retention;
 mod rules;
 mod session;
+mod status;
 mod support;
 mod types;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::support::{
     apply, apply_change, ensure_user, new_event, read, record_failure, with_migrated_db, write,
-    Change,
+    Change, ChangeExt,
 };
 
 /// A row of [`metrics::SNAPSHOT`], as `store::metrics` decodes it.

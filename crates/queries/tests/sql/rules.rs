@@ -18,8 +18,8 @@ use sqlx::{Column, PgConnection, Row, TypeInfo};
 
 use crate::mappings::{insert, Fields, Mapping};
 use crate::support::{
-    apply, ensure_user, new_event, read, with_migrated_db, Change, Claimed, EventRow, Locked,
-    Status, WRITES,
+    apply, ensure_user, new_event, read, with_migrated_db, Change, ChangeExt, Claimed, EventRow,
+    Locked, Status, WRITES,
 };
 
 /// The name every statement is prepared under here.
@@ -307,7 +307,7 @@ fn the_json_of_a_read_carries_exactly_what_its_select_answers() {
         let now = chrono::Utc::now();
         let change = Change {
             streak_day: Some(4),
-            last_emotion: Some("happy"),
+            last_emotion: Some(friendship_domain::Emotion::Happy),
             ..Change::conversation("user-1", event, 123.456_789, 7)
                 .topic("music", 4.25, 3, now)
                 .topic("chess \"quoted\" é", 0.1, 1, now)
@@ -412,7 +412,7 @@ fn the_json_of_a_read_carries_exactly_what_its_select_answers() {
         assert_eq!(decoded, selected, "LIST");
 
         sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
-        let (selected, decoded) = both::<Locked>(
+        let (selected, decoded) = both::<LockedRow>(
             &mut conn,
             &friendship::LOCK_USERS,
             &[Bind::Text(r#"["user-1"]"#)],
@@ -427,6 +427,28 @@ fn the_json_of_a_read_carries_exactly_what_its_select_answers() {
         assert_eq!(decoded, selected, "CLAIM_DUE_EVENTS");
         sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.unwrap();
     });
+}
+
+/// The domain's [`Locked`] read from a select's own columns, for [`both`].
+#[derive(Debug, PartialEq, serde::Deserialize)]
+#[serde(transparent)]
+struct LockedRow(Locked);
+
+impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for LockedRow {
+    fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let level: String = row.try_get("friendship_level")?;
+        Ok(LockedRow(Locked {
+            user_id: row.try_get("user_id")?,
+            last_interaction: row
+                .try_get::<Option<chrono::NaiveDateTime>, _>("last_interaction_date")?
+                .map(|t| t.and_utc()),
+            streak_day: row.try_get("streak_day")?,
+            friendship_level: level
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        }))
+    }
 }
 
 /// A parameter of [`the_json_of_a_read_carries_exactly_what_its_select_answers`], bound

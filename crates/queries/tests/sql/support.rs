@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use friendship_domain::{TopicMetric, TopicUpdate};
+use friendship_domain::{Cause, TopicMetric, TopicUpdate};
 use friendship_queries::{events, friendship, Read, Write};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -462,15 +462,9 @@ impl Status {
     }
 }
 
-/// A row of [`friendship::LOCK_USERS`]: the user as it was before a change.
-#[derive(Debug, PartialEq, Deserialize, sqlx::FromRow)]
-#[serde(deny_unknown_fields)]
-pub struct Locked {
-    pub user_id: String,
-    pub last_interaction_date: Option<NaiveDateTime>,
-    pub streak_day: i32,
-    pub friendship_level: String,
-}
+/// A row of [`friendship::LOCK_USERS`]: the domain's type, which the scorer
+/// decodes too.
+pub use friendship_domain::Locked;
 
 /// A change applied as `store::apply_change` applies it: the status it produced
 /// ([`friendship::GET_STATUS`] after [`friendship::APPLY_CHANGES`]) and the level before
@@ -481,55 +475,37 @@ pub struct Changed {
     pub previous_level: String,
 }
 
-/// The parameters of [`friendship::APPLY_CHANGES`], as `store::Change` carries them.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub user_id: String,
-    pub score_change: f64,
-    pub turns_increment: i64,
-    pub streak_day: Option<i32>,
-    pub last_emotion: Option<&'static str>,
-    pub topics: BTreeMap<String, TopicUpdate>,
-    pub processing_id: Option<Uuid>,
-    pub cause: &'static str,
-    pub interaction: bool,
-}
+/// The parameters of [`friendship::APPLY_CHANGES`]: the domain's type, which
+/// the scorer and the service update bind too.
+pub use friendship_domain::Change;
 
-impl Change {
+/// Builders of [`Change`]s for the tests.
+pub trait ChangeExt: Sized {
     /// A service update of `score_change` points: no turns, streak or emotion, not an
     /// interaction.
-    pub fn service(user_id: &str, score_change: f64) -> Change {
-        Change {
-            user_id: user_id.to_owned(),
-            score_change,
-            turns_increment: 0,
-            streak_day: None,
-            last_emotion: None,
-            topics: BTreeMap::new(),
-            processing_id: None,
-            cause: "service_update",
-            interaction: false,
-        }
+    fn service(user_id: &str, score_change: f64) -> Self;
+    /// A scored conversation of event `processing_id`.
+    fn conversation(user_id: &str, processing_id: Uuid, score_change: f64, turns: i64) -> Self;
+    /// Adds a topic update.
+    fn topic(self, name: &str, score_change: f64, turns: u64, last_date: DateTime<Utc>) -> Self;
+}
+
+impl ChangeExt for Change {
+    fn service(user_id: &str, score_change: f64) -> Change {
+        Change::service_update(user_id, score_change, BTreeMap::new())
     }
 
-    /// A scored conversation of event `processing_id`.
-    pub fn conversation(
-        user_id: &str,
-        processing_id: Uuid,
-        score_change: f64,
-        turns: i64,
-    ) -> Change {
+    fn conversation(user_id: &str, processing_id: Uuid, score_change: f64, turns: i64) -> Change {
         Change {
             turns_increment: turns,
             processing_id: Some(processing_id),
-            cause: "conversation",
+            cause: Cause::Conversation,
             interaction: true,
             ..Change::service(user_id, score_change)
         }
     }
 
-    /// Adds a topic update.
-    pub fn topic(
+    fn topic(
         mut self,
         name: &str,
         score_change: f64,
@@ -611,24 +587,8 @@ pub async fn apply_changes(
     executor: impl PgExecutor<'_>,
     changes: &[Change],
 ) -> Result<u64, sqlx::Error> {
-    let json: Vec<serde_json::Value> = changes
-        .iter()
-        .map(|change| {
-            serde_json::json!({
-                "user_id": change.user_id,
-                "score_change": change.score_change,
-                "turns_increment": change.turns_increment,
-                "streak_day": change.streak_day,
-                "last_emotion": change.last_emotion,
-                "topics": change.topics,
-                "processing_id": change.processing_id,
-                "cause": change.cause,
-                "interaction": change.interaction,
-            })
-        })
-        .collect();
     Ok(write(&friendship::APPLY_CHANGES)
-        .bind(serde_json::Value::from(json).to_string())
+        .bind(serde_json::to_string(changes).unwrap())
         .execute(executor)
         .await?
         .rows_affected())
@@ -650,12 +610,12 @@ pub async fn try_apply_on(
         .expect("the changed user has a status");
     assert_eq!(
         transitions == 1,
-        status.friendship_level != before.friendship_level,
+        status.friendship_level != before.friendship_level.as_str(),
         "APPLY_CHANGES affects one row exactly when the level moved"
     );
     Ok(Changed {
         status,
-        previous_level: before.friendship_level,
+        previous_level: before.friendship_level.as_str().to_owned(),
     })
 }
 
