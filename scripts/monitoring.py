@@ -29,7 +29,8 @@ own checks and the rule tests.
                            at most 1; quantiles within the histogram's range).
 
 What the service serves is read from the code that writes it,
-crates/edge/src/metrics.rs (every `out.sample("…")`), the `le` bounds from
+crates/edge/src/metrics.rs (every `out.sample("…")`; status labels spelled
+through `EventStatus` resolved in crates/domain/src/status.rs), the `le` bounds from
 crates/queries/src/metrics.rs (`lag_bounds!`); every family must also be in
 README.md's "Metrics" section.
 
@@ -58,6 +59,7 @@ KUSTOMIZATION = MONITORING / "kustomization.yaml"
 OPERATIONS = ROOT / "docs" / "operations.md"
 RENDERER = ROOT / "crates" / "edge" / "src" / "metrics.rs"
 QUERIES = ROOT / "crates" / "queries" / "src" / "metrics.rs"
+STATUSES = ROOT / "crates" / "domain" / "src" / "status.rs"
 README = ROOT / "README.md"
 
 SEVERITIES = {"page", "ticket"}
@@ -139,6 +141,14 @@ def served():
     samples = set(re.findall(r'out\.sample\(\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"', code))
     families = set(re.findall(r'out\.family\(\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"', code))
     statuses = set(re.findall(r'\(\s*"status"\s*,\s*"([^"]+)"\s*\)', code))
+    # Status labels spelled through the domain's enum (`EventStatus::Failed.as_str()`),
+    # resolved against its variants in crates/domain/src/status.rs.
+    spelled = dict(re.findall(r'^\s*(\w+)\s*=>\s*"([^"]+)"', STATUSES.read_text(), re.M))
+    for variant in re.findall(r'\(\s*"status"\s*,\s*EventStatus::(\w+)\.as_str\(\)\s*\)', code):
+        if variant in spelled:
+            statuses.add(spelled[variant])
+        else:
+            fail(RENDERER.relative_to(ROOT), f"EventStatus::{variant} is not in {STATUSES.relative_to(ROOT)}")
     bounds = re.search(r"macro_rules!\s*lag_bounds.*?'\{([^}]*)\}'", QUERIES.read_text(), re.S)
     les = {"+Inf"}
     if bounds:
