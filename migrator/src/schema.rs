@@ -244,7 +244,8 @@ mod tests {
                 "scorer doorbell",
                 "metrics",
                 "retention",
-                "planned once"
+                "planned once",
+                "idempotency per user"
             ]
         );
     }

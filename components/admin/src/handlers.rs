@@ -15,7 +15,7 @@ use serde_json::json;
 /// those of the listed events that are failed. Then wakes the scorer.
 pub fn redrive_events(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     ctx.authenticate_as(&[Role::Admin])?;
-    let body = if ctx.request.body().is_empty() {
+    let body = if ctx.body()?.is_empty() {
         RedriveBody::default()
     } else {
         ctx.json_body::<RedriveBody>()?

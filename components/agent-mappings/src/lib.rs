@@ -5,7 +5,7 @@
 mod handlers;
 
 use friendship_edge::{serve, Route};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{IncomingRequest, Method, Response};
 use spin_sdk::http_component;
 
 const ROUTES: &[Route] = &[
@@ -42,6 +42,6 @@ const ROUTES: &[Route] = &[
 ];
 
 #[http_component]
-fn handle(request: Request) -> Response {
+fn handle(request: IncomingRequest) -> Response {
     serve(request, ROUTES)
 }

@@ -11,14 +11,14 @@
 
 use friendship_edge::{serve, ApiError, Ctx, Reply, Route};
 use serde_json::json;
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{IncomingRequest, Method, Response};
 use spin_sdk::http_component;
 
 const ROUTES: &[Route] =
     &[Route::new(Method::Get, "/health/live", "liveness", liveness).unlogged()];
 
 #[http_component]
-fn handle(request: Request) -> Response {
+fn handle(request: IncomingRequest) -> Response {
     serve(request, ROUTES)
 }
 

@@ -5,9 +5,10 @@ use friendship_edge::db::Db;
 use friendship_edge::metrics::{self, CacheCounts};
 use friendship_edge::redis::counters;
 use friendship_edge::{config, log, probe, redis, store, ApiError, Ctx, Reply};
+use spin_sdk::http::Method;
 
-/// `GET /metrics`: 404 while `metrics_token` is empty, 401 without that
-/// token, else the exposition. Postgres is needed (503 otherwise); Redis
+/// `GET /metrics`: 404 while `metrics_token` is empty (for every method),
+/// 405 for another method, 401 without that token, else the exposition. Postgres is needed (503 otherwise); Redis
 /// only for the cache counters, which are left out when it does not answer.
 pub fn scrape(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let token = config::text("metrics_token")?;
@@ -17,8 +18,13 @@ pub fn scrape(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             ctx.request.path()
         )));
     }
-    let header = ctx.request.header("authorization").and_then(|h| h.as_str());
-    metrics::authorize_scrape(header, &token)?;
+    if *ctx.request.method() != Method::Get {
+        return Err(ApiError::MethodNotAllowed {
+            method: ctx.request.method().to_string(),
+            allow: vec!["GET"],
+        });
+    }
+    metrics::authorize_scrape(ctx.authorization()?, &token)?;
     let db = Db::open()?;
     let mut snapshot = store::metrics_snapshot(&db)?;
     snapshot.cache = match cache_counts() {

@@ -7,13 +7,18 @@
 mod handlers;
 
 use friendship_edge::{serve, Route};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{IncomingRequest, Method, Response};
 use spin_sdk::http_component;
 
-const ROUTES: &[Route] =
-    &[Route::new(Method::Get, "/metrics", "metrics", handlers::scrape).unlogged()];
+// Every method reaches the handler, so that while `metrics_token` is empty
+// the route is a 404 whatever the method (a 405 would tell it exists).
+const ROUTES: &[Route] = &[
+    Route::new(Method::Get, "/metrics", "metrics", handlers::scrape)
+        .unlogged()
+        .any_method(),
+];
 
 #[http_component]
-fn handle(request: Request) -> Response {
+fn handle(request: IncomingRequest) -> Response {
     serve(request, ROUTES)
 }

@@ -1,6 +1,8 @@
 //! Bearer-token authentication: HS256 JWTs (jsonwebtoken, constant-time
-//! signature check), `exp` required with at most 60 s of leeway, and the role
-//! and subject rules of docs/http-contract.md.
+//! signature check), `exp` required with at most 60 s of leeway and at most
+//! `max_token_lifetime_seconds` ahead, every missing claim named, and the
+//! role and subject rules of docs/http-contract.md. A request repeating
+//! `Authorization` never gets here (`Ctx::authorization`).
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -51,12 +53,13 @@ impl Principal {
     }
 }
 
+/// The claims read; each optional here so that a missing one is named
+/// (jsonwebtoken would otherwise fail the whole decoding as malformed).
 #[derive(Deserialize)]
 struct Claims {
-    sub: String,
-    role: String,
-    #[allow(dead_code)]
-    exp: u64,
+    sub: Option<String>,
+    role: Option<String>,
+    exp: Option<u64>,
 }
 
 /// The token of an `Authorization: Bearer <token>` header (or `bearer`); a
@@ -74,19 +77,22 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
         })
 }
 
-/// Checks an `Authorization` header against the `jwt_secret` variable.
+/// Checks an `Authorization` header against the `jwt_secret` and
+/// `max_token_lifetime_seconds` variables.
 pub fn authenticate(header: Option<&str>) -> Result<Principal, ApiError> {
     let token = bearer_token(header)?;
     let secret = config::text("jwt_secret")?;
-    verify(token, secret.as_bytes())
+    let max_lifetime = config::number("max_token_lifetime_seconds")?;
+    verify(token, secret.as_bytes(), max_lifetime)
 }
 
-/// Verifies a token with a secret.
-pub fn verify(token: &str, secret: &[u8]) -> Result<Principal, ApiError> {
+/// Verifies a token with a secret; its `exp` may lie at most `max_lifetime`
+/// seconds ahead (plus the leeway): a stolen token must not outlive it.
+pub fn verify(token: &str, secret: &[u8], max_lifetime: u64) -> Result<Principal, ApiError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = LEEWAY_SECONDS;
     validation.validate_exp = true;
-    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.set_required_spec_claims(&["exp"]);
     let data =
         decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
@@ -94,14 +100,30 @@ pub fn verify(token: &str, secret: &[u8]) -> Result<Principal, ApiError> {
                 ErrorKind::ExpiredSignature => "the token has expired",
                 ErrorKind::InvalidSignature => "the token's signature is invalid",
                 ErrorKind::InvalidAlgorithm => "the token must be signed with HS256",
-                ErrorKind::MissingRequiredClaim(_) => {
-                    "the token lacks a required claim (sub, role, exp)"
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    return ApiError::Unauthorized(format!(
+                        "the token lacks the required claim {claim}"
+                    ))
                 }
                 _ => "the token is malformed",
             };
             ApiError::Unauthorized(why.into())
         })?;
-    let role = match data.claims.role.as_str() {
+    let missing =
+        |claim: &str| ApiError::Unauthorized(format!("the token lacks the required claim {claim}"));
+    let claims = data.claims;
+    let exp = claims.exp.ok_or_else(|| missing("exp"))?;
+    let sub = claims.sub.ok_or_else(|| missing("sub"))?;
+    let role = claims.role.ok_or_else(|| missing("role"))?;
+    let latest = jsonwebtoken::get_current_timestamp()
+        .saturating_add(max_lifetime)
+        .saturating_add(LEEWAY_SECONDS);
+    if exp > latest {
+        return Err(ApiError::Unauthorized(format!(
+            "the token's exp lies more than {max_lifetime} seconds ahead (max_token_lifetime_seconds)"
+        )));
+    }
+    let role = match role.as_str() {
         "user" => Role::User,
         "service" => Role::Service,
         "admin" => Role::Admin,
@@ -111,15 +133,12 @@ pub fn verify(token: &str, secret: &[u8]) -> Result<Principal, ApiError> {
             ))
         }
     };
-    if data.claims.sub.is_empty() {
+    if sub.is_empty() {
         return Err(ApiError::Unauthorized(
             "the token's subject is empty".into(),
         ));
     }
-    Ok(Principal {
-        subject: data.claims.sub,
-        role,
-    })
+    Ok(Principal { subject: sub, role })
 }
 
 #[cfg(test)]
@@ -129,6 +148,7 @@ mod tests {
     use serde_json::json;
 
     const SECRET: &[u8] = b"test-secret";
+    const DAY: u64 = 86_400;
 
     fn now() -> u64 {
         jsonwebtoken::get_current_timestamp()
@@ -149,7 +169,7 @@ mod tests {
             json!({"sub": "u-1", "role": "user", "exp": now() + 60}),
             SECRET,
         );
-        let p = verify(&t, SECRET).unwrap();
+        let p = verify(&t, SECRET, DAY).unwrap();
         assert_eq!((p.subject.as_str(), p.role), ("u-1", Role::User));
     }
 
@@ -159,25 +179,49 @@ mod tests {
             json!({"sub": "u-1", "role": "user", "exp": now() - LEEWAY_SECONDS - 5}),
             SECRET,
         );
-        assert!(matches!(verify(&t, SECRET), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            verify(&t, SECRET, DAY),
+            Err(ApiError::Unauthorized(_))
+        ));
         let t = token(
             json!({"sub": "u-1", "role": "user", "exp": now() - 10}),
             SECRET,
         );
-        assert!(verify(&t, SECRET).is_ok());
+        assert!(verify(&t, SECRET, DAY).is_ok());
     }
 
     #[test]
-    fn tokens_without_a_required_claim_are_unauthorized() {
-        for claims in [
-            json!({"role": "user", "exp": now() + 60}),
-            json!({"sub": "u-1", "exp": now() + 60}),
-            json!({"sub": "u-1", "role": "user"}),
+    fn a_token_without_a_required_claim_is_told_which() {
+        for (claims, claim) in [
+            (json!({"role": "user", "exp": now() + 60}), "sub"),
+            (json!({"sub": "u-1", "exp": now() + 60}), "role"),
+            (json!({"sub": "u-1", "role": "user"}), "exp"),
         ] {
-            assert!(matches!(
-                verify(&token(claims, SECRET), SECRET),
-                Err(ApiError::Unauthorized(_))
-            ));
+            match verify(&token(claims, SECRET), SECRET, DAY) {
+                Err(ApiError::Unauthorized(message)) => assert_eq!(
+                    message,
+                    format!("the token lacks the required claim {claim}")
+                ),
+                other => panic!("{claim}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_maximum_lifetime_is_refused() {
+        let within = token(
+            json!({"sub": "u-1", "role": "user", "exp": now() + DAY}),
+            SECRET,
+        );
+        assert!(verify(&within, SECRET, DAY).is_ok());
+        for exp in [now() + DAY + LEEWAY_SECONDS + 5, u64::MAX] {
+            let t = token(json!({"sub": "u-1", "role": "admin", "exp": exp}), SECRET);
+            match verify(&t, SECRET, DAY) {
+                Err(ApiError::Unauthorized(message)) => {
+                    assert!(message.contains("max_token_lifetime_seconds"), "{message}")
+                }
+                other => panic!("{exp}: {other:?}"),
+            }
         }
     }
 
@@ -187,7 +231,10 @@ mod tests {
             json!({"sub": "u-1", "role": "admin", "exp": now() + 60}),
             b"other",
         );
-        assert!(matches!(verify(&t, SECRET), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            verify(&t, SECRET, DAY),
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 
     #[test]
@@ -196,7 +243,10 @@ mod tests {
             json!({"sub": "u-1", "role": "root", "exp": now() + 60}),
             SECRET,
         );
-        assert!(matches!(verify(&t, SECRET), Err(ApiError::Forbidden(_))));
+        assert!(matches!(
+            verify(&t, SECRET, DAY),
+            Err(ApiError::Forbidden(_))
+        ));
     }
 
     #[test]

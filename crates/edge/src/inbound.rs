@@ -10,8 +10,18 @@
 //! record, event or rejection, has committed.
 //!
 //! Outbound Redis `execute` flattens nested replies into one list (Spin's
-//! `factor-outbound-redis`), so [`parse_entries`] reads `XREADGROUP` and
-//! `XAUTOCLAIM` answers from that flat form.
+//! `factor-outbound-redis`): a flattened `XREADGROUP` answer of several
+//! entries cannot tell an entry id from a field name or value that looks
+//! like one, and a producer chooses those. So entries are read by structure,
+//! never by what values look like: a small Lua script ([`READ_SCRIPT`], run
+//! with `EVAL`) reads them server-side and answers each entry as its id, its
+//! field count (an integer reply) and its fields ([`parse_counted`]); the
+//! one blocking read (the scorer's own idle tick, where a script may not
+//! block) asks for one entry, whose flat form is unambiguous
+//! ([`parse_single`]). Every malformed entry is thus rejected under its own
+//! id, and only ids Redis returned as entry ids are ever acknowledged; an
+//! answer that does not follow the structure is an error, and nothing of it
+//! is acknowledged.
 
 use friendship_domain::{ConversationEnd, Doorbell};
 use serde_json::Value;
@@ -144,51 +154,115 @@ impl Entry {
     }
 }
 
-/// A stream entry id, `<ms>-<seq>`.
-fn is_entry_id(bytes: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return false;
-    };
-    let Some((ms, seq)) = text.split_once('-') else {
-        return false;
-    };
-    !ms.is_empty()
-        && !seq.is_empty()
-        && ms.bytes().all(|b| b.is_ascii_digit())
-        && seq.bytes().all(|b| b.is_ascii_digit())
+/// Reads stream entries server-side and answers them flat, by structure:
+/// first the next `XAUTOCLAIM` cursor (empty for a read), then for each
+/// entry its id, its number of field-value pairs as an integer reply, and
+/// the pairs; an entry deleted while pending (which `XAUTOCLAIM` lists, with
+/// no fields) has 0. An error of the command is answered as it is (so
+/// `NOGROUP` stays recognisable).
+///
+/// `KEYS[1]` the stream; `ARGV`: `read` or `claim`, the group, the
+/// consumer, the count, and for `claim` the minimum idle time (ms) and the
+/// cursor.
+pub const READ_SCRIPT: &str = r#"
+local r
+if ARGV[1] == 'read' then
+  r = redis.pcall('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', KEYS[1], '>')
+else
+  r = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6], 'COUNT', ARGV[4])
+end
+if type(r) == 'table' and r.err then return r end
+local out = {}
+local entries = {}
+if ARGV[1] == 'read' then
+  out[1] = ''
+  if r and r[1] then entries = r[1][2] end
+else
+  out[1] = r[1]
+  entries = r[2]
+end
+for _, e in ipairs(entries) do
+  out[#out + 1] = e[1]
+  if type(e[2]) == 'table' then
+    out[#out + 1] = #e[2] / 2
+    for _, v in ipairs(e[2]) do out[#out + 1] = v end
+  else
+    out[#out + 1] = 0
+  end
+end
+if ARGV[1] == 'claim' and type(r[3]) == 'table' then
+  for _, id in ipairs(r[3]) do
+    out[#out + 1] = id
+    out[#out + 1] = 0
+  end
+end
+return out
+"#;
+
+/// A reply value as bytes, where one is expected (text or binary).
+fn bytes_of(value: &RedisResult) -> Option<Vec<u8>> {
+    match value {
+        RedisResult::Binary(b) => Some(b.clone()),
+        RedisResult::Status(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    }
 }
 
-/// Reads the entries out of a flattened `XREADGROUP` (one stream) or
-/// `XAUTOCLAIM` answer: its first value (the stream's name, or the next
-/// cursor) is skipped; then each id is followed by its field-value pairs.
-/// An id where a field name is expected starts the next entry, so an entry
-/// without fields (deleted while pending, or listed as deleted by
-/// `XAUTOCLAIM`) has none. A field *name* shaped like an id would be read as
-/// an id: producers write the one field `event`.
-pub fn parse_entries(flat: &[RedisResult]) -> Vec<Entry> {
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut field: Option<Vec<u8>> = None;
-    for value in flat.iter().skip(1) {
-        let bytes = match value {
-            RedisResult::Binary(b) => b.clone(),
-            RedisResult::Status(s) => s.clone().into_bytes(),
-            RedisResult::Int64(n) => n.to_string().into_bytes(),
-            RedisResult::Nil => continue,
+/// Reads [`READ_SCRIPT`]'s answer: the cursor (empty after a read), and
+/// the entries, each an id, a count and that many field-value pairs. An
+/// answer of any other shape is an error: nothing of it may be trusted,
+/// or acknowledged.
+pub fn parse_counted(flat: &[RedisResult]) -> Result<(String, Vec<Entry>), String> {
+    let mut values = flat.iter();
+    let cursor = match values.next() {
+        None => return Ok((String::new(), Vec::new())),
+        Some(value) => bytes_of(value).ok_or("the answer's cursor is not a string")?,
+    };
+    let mut entries = Vec::new();
+    while let Some(id) = values.next() {
+        let id = bytes_of(id).ok_or("an entry id is not a string")?;
+        let id = String::from_utf8(id).map_err(|_| "an entry id is not UTF-8")?;
+        let count = match values.next() {
+            Some(RedisResult::Int64(n)) if *n >= 0 => *n as usize,
+            _ => return Err(format!("entry {id}: its field count is not an integer")),
         };
-        match field.take() {
-            Some(name) => {
-                if let Some(entry) = entries.last_mut() {
-                    entry.fields.push((name, bytes));
-                }
+        let mut fields = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let name = values.next().and_then(bytes_of);
+            let value = values.next().and_then(bytes_of);
+            match (name, value) {
+                (Some(name), Some(value)) => fields.push((name, value)),
+                _ => return Err(format!("entry {id}: fewer fields than counted")),
             }
-            None if is_entry_id(&bytes) || entries.is_empty() => entries.push(Entry {
-                id: String::from_utf8_lossy(&bytes).into_owned(),
-                fields: Vec::new(),
-            }),
-            None => field = Some(bytes),
         }
+        entries.push(Entry { id, fields });
     }
-    entries
+    Ok((String::from_utf8_lossy(&cursor).into_owned(), entries))
+}
+
+/// Reads a flattened `XREADGROUP … COUNT 1` answer: nil when nothing came,
+/// else the stream's name, the one entry's id and its field-value pairs
+/// (with one entry, nothing else can follow the id).
+pub fn parse_single(flat: &[RedisResult]) -> Result<Option<Entry>, String> {
+    match flat {
+        [] | [RedisResult::Nil] => Ok(None),
+        [_stream, id, pairs @ ..] => {
+            let id = bytes_of(id).ok_or("the entry id is not a string")?;
+            let id = String::from_utf8(id).map_err(|_| "the entry id is not UTF-8")?;
+            if pairs.len() % 2 != 0 {
+                return Err(format!("entry {id}: an odd number of field values"));
+            }
+            let fields = pairs
+                .chunks(2)
+                .map(|pair| match (bytes_of(&pair[0]), bytes_of(&pair[1])) {
+                    (Some(name), Some(value)) => Ok((name, value)),
+                    _ => Err(format!("entry {id}: a field is not a string")),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Some(Entry { id, fields }))
+        }
+        _ => Err("an answer of one value that is not nil".into()),
+    }
 }
 
 /// The events stream and how the scorers read it.
@@ -252,83 +326,106 @@ impl Stream {
         Ok(handled)
     }
 
-    /// Waits up to `block_ms` for new entries and records the ones that
-    /// arrive (the scorer's own ticker, [`crate::scorer`]); how many it
-    /// handled. Returns at once when entries are waiting.
+    /// Waits up to `block_ms` for a new entry and records it with the ones
+    /// that wait behind it, up to a batch (the scorer's own ticker,
+    /// [`crate::scorer`]); how many it handled. Returns at once when entries
+    /// are waiting.
     pub fn wait_for_new(
         &self,
         db: &Db,
         redis: &Connection,
         block_ms: u64,
     ) -> Result<usize, StreamError> {
-        let entries = match self.read(redis, Some(block_ms)) {
+        let first = match self.wait_for_one(redis, block_ms) {
             Err(e) if is_no_group(&e) => {
                 self.create_group(redis)?;
-                self.read(redis, Some(block_ms))?
+                self.wait_for_one(redis, block_ms)?
             }
             other => other?,
         };
-        if !entries.is_empty() {
-            self.record(db, redis, &entries)?;
+        let Some(first) = first else {
+            return Ok(0);
+        };
+        self.record(db, redis, std::slice::from_ref(&first))?;
+        let more = self.read_new(redis)?;
+        if !more.is_empty() {
+            self.record(db, redis, &more)?;
         }
-        Ok(entries.len())
+        Ok(1 + more.len())
     }
 
-    fn read_new(&self, redis: &Connection) -> Result<Vec<Entry>, StreamError> {
-        self.read(redis, None)
-    }
-
-    /// `XREADGROUP` of new entries, waiting up to `block_ms` for one when
-    /// given (Redis answers nil when none came).
-    fn read(&self, redis: &Connection, block_ms: Option<u64>) -> Result<Vec<Entry>, StreamError> {
-        let mut args = vec![
+    /// `XREADGROUP` of one new entry, waiting up to `block_ms` for it (Redis
+    /// answers nil when none came). A script cannot block, and one entry's
+    /// flat answer is unambiguous ([`parse_single`]).
+    fn wait_for_one(
+        &self,
+        redis: &Connection,
+        block_ms: u64,
+    ) -> Result<Option<Entry>, StreamError> {
+        let args = [
             arg("GROUP"),
             arg(&self.group),
             arg(CONSUMER),
             arg("COUNT"),
-            RedisParameter::Int64(STREAM_BATCH),
+            RedisParameter::Int64(1),
+            arg("BLOCK"),
+            RedisParameter::Int64(i64::try_from(block_ms).unwrap_or(i64::MAX)),
+            arg("STREAMS"),
+            arg(&self.key),
+            arg(">"),
         ];
-        if let Some(ms) = block_ms {
-            args.push(arg("BLOCK"));
-            args.push(RedisParameter::Int64(i64::try_from(ms).unwrap_or(i64::MAX)));
-        }
-        args.extend([arg("STREAMS"), arg(&self.key), arg(">")]);
         let answer = redis.execute("XREADGROUP", &args).map_err(redis_error)?;
-        Ok(parse_entries(&answer))
+        parse_single(&answer).map_err(|e| StreamError::Redis(format!("XREADGROUP answer: {e}")))
     }
 
-    /// `XAUTOCLAIM` pages through the entries idle for longer than
+    /// New entries, a batch at most, read by [`READ_SCRIPT`].
+    fn read_new(&self, redis: &Connection) -> Result<Vec<Entry>, StreamError> {
+        Ok(self.run_script(redis, &[arg("read")])?.1)
+    }
+
+    /// Runs [`READ_SCRIPT`] with the mode and its own arguments after the
+    /// group, consumer and count.
+    fn run_script(
+        &self,
+        redis: &Connection,
+        mode_and_args: &[RedisParameter],
+    ) -> Result<(String, Vec<Entry>), StreamError> {
+        let mut args = vec![arg(READ_SCRIPT), RedisParameter::Int64(1), arg(&self.key)];
+        args.push(mode_and_args[0].clone());
+        args.extend([
+            arg(&self.group),
+            arg(CONSUMER),
+            RedisParameter::Int64(STREAM_BATCH),
+        ]);
+        args.extend(mode_and_args[1..].iter().cloned());
+        let answer = redis.execute("EVAL", &args).map_err(redis_error)?;
+        parse_counted(&answer).map_err(|e| StreamError::Redis(format!("stream read answer: {e}")))
+    }
+
+    /// `XAUTOCLAIM` (in [`READ_SCRIPT`]) pages through the entries idle for longer than
     /// `claim_idle_ms`, from cursor `0-0` until it comes back to `0-0`.
     fn reclaim(&self, db: &Db, redis: &Connection, budget: usize) -> Result<usize, StreamError> {
         let mut cursor = "0-0".to_string();
         let mut handled = 0;
         while handled < budget {
-            let answer = redis.execute(
-                "XAUTOCLAIM",
+            let answer = self.run_script(
+                redis,
                 &[
-                    arg(&self.key),
-                    arg(&self.group),
-                    arg(CONSUMER),
+                    arg("claim"),
                     RedisParameter::Int64(i64::try_from(self.claim_idle_ms).unwrap_or(i64::MAX)),
                     arg(&cursor),
-                    arg("COUNT"),
-                    RedisParameter::Int64(STREAM_BATCH),
                 ],
             );
-            let answer = match answer.map_err(redis_error) {
+            let (next, entries) = match answer {
                 // No group yet: nothing can be pending.
                 Err(e) if is_no_group(&e) => return Ok(handled),
                 other => other?,
             };
-            let entries = parse_entries(&answer);
             handled += entries.len();
             if !entries.is_empty() {
                 self.record(db, redis, &entries)?;
             }
-            cursor = match answer.first() {
-                Some(RedisResult::Binary(next)) => String::from_utf8_lossy(next).into_owned(),
-                _ => "0-0".into(),
-            };
+            cursor = if next.is_empty() { "0-0".into() } else { next };
             if cursor == "0-0" {
                 break;
             }
@@ -492,65 +589,133 @@ mod tests {
         RedisResult::Binary(s.as_bytes().to_vec())
     }
 
+    fn int(n: i64) -> RedisResult {
+        RedisResult::Int64(n)
+    }
+
+    fn raw(b: &[u8]) -> RedisResult {
+        RedisResult::Binary(b.to_vec())
+    }
+
     #[test]
-    fn a_flattened_xreadgroup_answer_reads_as_entries() {
+    fn a_scripted_answer_reads_as_entries_by_their_counts() {
         let flat = [
-            bin("conversation-events:stream"),
+            bin(""),
             bin("1700000000000-0"),
+            int(1),
             bin("event"),
             bin("{\"a\":1}"),
             bin("1700000000000-1"),
+            int(1),
             bin("event"),
             bin("{\"b\":\"1-2\"}"),
         ];
-        let entries = parse_entries(&flat);
+        let (cursor, entries) = parse_counted(&flat).unwrap();
+        assert_eq!(cursor, "");
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].id, "1700000000000-0");
         assert_eq!(entries[0].event_payload().unwrap(), b"{\"a\":1}");
         assert_eq!(entries[1].id, "1700000000000-1");
     }
 
+    /// The attack of issue 20: in one `MULTI`, `XADD s * 123-456 x` then
+    /// `XADD s * event <valid event>`. Read by structure, the first entry is
+    /// malformed under its own id and the second is the event under its own:
+    /// the field name shaped like an id never becomes one.
     #[test]
-    fn a_value_shaped_like_an_id_stays_a_value() {
+    fn hostile_field_names_and_values_never_read_as_entry_ids() {
+        let hostile: [&[u8]; 9] = [
+            b"123-456",
+            b"0-0",
+            b"1700000000000-1",
+            b"5",
+            b"-1",
+            b"",
+            b"event",
+            b"\xff\x00\xfe",
+            b"\r\n*3\r\n$5\r\nevent",
+        ];
+        for name in hostile {
+            for value in hostile {
+                let flat = [
+                    bin("0-0"),
+                    bin("1-0"),
+                    int(2),
+                    raw(name),
+                    raw(value),
+                    raw(value),
+                    raw(name),
+                    bin("2-0"),
+                    int(1),
+                    bin("event"),
+                    raw(value),
+                    bin("3-0"),
+                    int(0),
+                ];
+                let (cursor, entries) = parse_counted(&flat).unwrap();
+                assert_eq!(cursor, "0-0");
+                let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+                assert_eq!(ids, ["1-0", "2-0", "3-0"], "{name:?} {value:?}");
+                assert_eq!(
+                    entries[0].fields,
+                    vec![
+                        (name.to_vec(), value.to_vec()),
+                        (value.to_vec(), name.to_vec())
+                    ]
+                );
+                assert!(
+                    entries[0].event_payload().is_err(),
+                    "two fields are malformed"
+                );
+                assert_eq!(entries[1].event_payload().unwrap(), value);
+                assert!(entries[2].fields.is_empty(), "deleted while pending");
+            }
+        }
+    }
+
+    #[test]
+    fn a_scripted_answer_of_another_shape_is_refused_whole() {
+        for flat in [
+            vec![bin(""), bin("1-0"), bin("1"), bin("event"), bin("{}")],
+            vec![bin(""), bin("1-0"), int(2), bin("event"), bin("{}")],
+            vec![bin(""), bin("1-0"), int(-1)],
+            vec![bin(""), bin("1-0")],
+            vec![bin(""), int(1), int(0)],
+            vec![bin(""), bin("1-0"), int(1), RedisResult::Nil, bin("x")],
+            vec![int(0)],
+        ] {
+            assert!(parse_counted(&flat).is_err(), "{flat:?}");
+        }
+        assert_eq!(parse_counted(&[]).unwrap(), (String::new(), Vec::new()));
+        assert_eq!(
+            parse_counted(&[bin("")]).unwrap(),
+            (String::new(), Vec::new())
+        );
+    }
+
+    #[test]
+    fn one_blocking_read_reads_one_entry_whatever_its_fields() {
+        assert_eq!(parse_single(&[RedisResult::Nil]).unwrap(), None);
+        assert_eq!(parse_single(&[]).unwrap(), None);
         let flat = [
             bin("s"),
-            bin("1-0"),
+            bin("9-1"),
+            bin("123-456"),
+            bin("x"),
             bin("event"),
             bin("2-0"),
-            bin("3-0"),
-            bin("event"),
-            bin("x"),
         ];
-        let entries = parse_entries(&flat);
-        assert_eq!(entries.len(), 2);
+        let entry = parse_single(&flat).unwrap().unwrap();
+        assert_eq!(entry.id, "9-1");
         assert_eq!(
-            entries[0].fields,
-            vec![(b"event".to_vec(), b"2-0".to_vec())]
+            entry.fields,
+            vec![
+                (b"123-456".to_vec(), b"x".to_vec()),
+                (b"event".to_vec(), b"2-0".to_vec())
+            ]
         );
-        assert_eq!(entries[1].id, "3-0");
-    }
-
-    #[test]
-    fn xautoclaim_deleted_ids_read_as_entries_without_fields() {
-        // next cursor, one live entry, then the ids of entries deleted while pending
-        let flat = [
-            bin("0-0"),
-            bin("5-0"),
-            bin("event"),
-            bin("{}"),
-            bin("6-0"),
-            bin("7-0"),
-        ];
-        let entries = parse_entries(&flat);
-        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(ids, ["5-0", "6-0", "7-0"]);
-        assert!(entries[1].fields.is_empty() && entries[2].fields.is_empty());
-    }
-
-    #[test]
-    fn an_empty_answer_has_no_entries() {
-        assert!(parse_entries(&[RedisResult::Nil]).is_empty());
-        assert!(parse_entries(&[]).is_empty());
+        assert!(parse_single(&[bin("s"), bin("9-1"), bin("event")]).is_err());
+        assert!(parse_single(&[bin("s")]).is_err());
     }
 
     #[test]

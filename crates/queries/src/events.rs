@@ -11,7 +11,8 @@
 
 use crate::{Read, Write};
 
-/// Records events once per `conversation_id`, each under the processing id
+/// Records events once per user and `conversation_id` (another user's
+/// conversation of the same id is another conversation), each under the processing id
 /// the caller generated: one statement (one round trip, one commit) for a
 /// whole batch. Within the batch, `accepted_at` follows the array's order, so
 /// events are scored in the order they arrived.
@@ -30,23 +31,24 @@ use crate::{Read, Write};
 /// events, and it returns no columns, as no write does.
 pub const INSERT_EVENTS: Write = crate::write!("SELECT FROM record_events($1::text)");
 
-/// Finds the event already recorded for a conversation, to answer a repeat:
+/// Finds the event already recorded for a user's conversation, to answer a repeat:
 /// the pruned key when the event was pruned (its payload compared by digest),
 /// which comes first when an event of the conversation exists too (a resend
 /// that raced the pruning, which is never scored), else the event.
 ///
-/// `$1` conversation_id text, `$2` the new payload (JSON text).
-/// Rows (one at most): `processing_id` uuid, `user_id` text, `same_payload` bool.
+/// `$1` conversation_id text, `$2` the new payload (JSON text), `$3`
+/// user_id text. Rows (one at most): `processing_id` uuid, `user_id` text,
+/// `same_payload` bool.
 pub const FIND_EVENT_BY_CONVERSATION: Read = crate::read!(
     "SELECT processing_id, user_id, same_payload FROM (
     SELECT 0 AS pruned_last, processing_id, user_id,
            payload_digest = sha256(convert_to($2::text::jsonb::text, 'UTF8')) AS same_payload
     FROM pruned_conversations
-    WHERE conversation_id = $1::text
+    WHERE user_id = $3::text AND conversation_id = $1::text
     UNION ALL
     SELECT 1, processing_id, user_id, payload = $2::text::jsonb
     FROM conversation_events
-    WHERE conversation_id = $1::text
+    WHERE user_id = $3::text AND conversation_id = $1::text
 ) found
 ORDER BY pruned_last
 LIMIT 1"
@@ -128,7 +130,8 @@ pub const ANY_DUE: Read = crate::read!(
     SELECT 1 FROM conversation_events e
     WHERE status = 'pending' AND next_attempt_at <= now()
       AND NOT EXISTS (
-        SELECT 1 FROM pruned_conversations p WHERE p.conversation_id = e.conversation_id OFFSET 0)
+        SELECT 1 FROM pruned_conversations p
+        WHERE p.user_id = e.user_id AND p.conversation_id = e.conversation_id OFFSET 0)
 ) AS due,
 EXISTS (SELECT 1 FROM conversation_events WHERE status = 'scored') AS unfinished"
 );
@@ -174,7 +177,8 @@ pub const CLAIM_DUE_EVENTS: Read = crate::read!(
 FROM conversation_events e
 WHERE status = 'pending' AND next_attempt_at <= now()
   AND NOT EXISTS (
-    SELECT 1 FROM pruned_conversations p WHERE p.conversation_id = e.conversation_id OFFSET 0)
+    SELECT 1 FROM pruned_conversations p
+        WHERE p.user_id = e.user_id AND p.conversation_id = e.conversation_id OFFSET 0)
 ORDER BY next_attempt_at, accepted_at
 LIMIT $1::int8
 FOR UPDATE SKIP LOCKED"

@@ -1,7 +1,7 @@
 //! Retention: processed events and rejected messages older than their window
 //! are deleted in bounded batches, by scorer wake-ups that found nothing to
 //! score. A pruned event leaves its key in `pruned_conversations`
-//! (conversation id, processing id, user id, payload digest), which the
+//! (user id and conversation id, the key; processing id, payload digest), which the
 //! insert and the repeat lookup of [`crate::events`] consult, so a
 //! conversation resent after its event was pruned is still a repeat or a
 //! conflict and is never scored again.
@@ -38,7 +38,7 @@ pub const PRUNE_EVENTS: Write = crate::write!(
     INSERT INTO pruned_conversations (conversation_id, processing_id, user_id, payload_digest)
     SELECT e.conversation_id, e.processing_id, e.user_id, sha256(convert_to(e.payload::text, 'UTF8'))
     FROM conversation_events e JOIN batch USING (processing_id)
-    ON CONFLICT (conversation_id) DO NOTHING
+    ON CONFLICT (user_id, conversation_id) DO NOTHING
 )
 DELETE FROM conversation_events e USING batch
 WHERE e.processing_id = batch.processing_id"
@@ -57,7 +57,8 @@ pub const SETTLE_PRUNED_REPEATS: Write = crate::write!(
     SELECT c.processing_id FROM conversation_events c
     WHERE c.status = 'pending'
       AND EXISTS (
-        SELECT 1 FROM pruned_conversations p WHERE p.conversation_id = c.conversation_id OFFSET 0)
+        SELECT 1 FROM pruned_conversations p
+        WHERE p.user_id = c.user_id AND p.conversation_id = c.conversation_id OFFSET 0)
     LIMIT $1::int8
     FOR UPDATE SKIP LOCKED
 )

@@ -376,7 +376,7 @@ fn conversation_events_default_to_pending_and_reject_invalid_rows() {
         assert_eq!((status.as_str(), attempts, due), ("pending", 0, true));
 
         let cases = [
-            ("resent conversation", "INSERT INTO conversation_events (conversation_id, user_id, payload) VALUES ('c-1', 'u-2', '{}')", UNIQUE_VIOLATION),
+            ("resent conversation", "INSERT INTO conversation_events (conversation_id, user_id, payload) VALUES ('c-1', 'u-1', '{\"x\": 1}')", UNIQUE_VIOLATION),
             ("empty conversation id", "INSERT INTO conversation_events (conversation_id, user_id, payload) VALUES ('', 'u-1', '{}')", CHECK_VIOLATION),
             ("short user id", "INSERT INTO conversation_events (conversation_id, user_id, payload) VALUES ('c-2', 'u', '{}')", CHECK_VIOLATION),
             ("unknown status", "INSERT INTO conversation_events (conversation_id, user_id, payload, status) VALUES ('c-2', 'u-1', '{}', 'done')", CHECK_VIOLATION),

@@ -89,11 +89,12 @@ fn down_reverts_the_requested_number_of_migrations_newest_first() {
             .unwrap()
             .is_empty());
 
-        let reverted = migrator::down(&mut conn, DownCount::Last(7)).await.unwrap();
+        let reverted = migrator::down(&mut conn, DownCount::Last(8)).await.unwrap();
         let names: Vec<_> = reverted.iter().map(|m| m.description.as_str()).collect();
         assert_eq!(
             names,
             [
+                "idempotency per user",
                 "planned once",
                 "retention",
                 "metrics",
@@ -286,5 +287,65 @@ fn catalogue_version_stays_a_single_row() {
             .execute(&db.pool)
             .await;
         assert_eq!(sqlstate(duplicate), UNIQUE_VIOLATION);
+    });
+}
+
+/// Migration `idempotency_per_user` widens the keys of the events and of the
+/// pruned conversations to `(user_id, conversation_id)` and loses none; its
+/// down migration is refused while two users share a conversation id.
+#[test]
+fn idempotency_per_user_moves_every_key_and_goes_down_only_while_ids_are_unshared() {
+    with_migrated_db(|db| async move {
+        let mut conn = db.pool.acquire().await.unwrap();
+        let reverted = migrator::down(&mut conn, DownCount::Last(1)).await.unwrap();
+        assert_eq!(reverted[0].description, "idempotency per user");
+        for statement in [
+            "INSERT INTO conversation_events (conversation_id, user_id, payload)
+             SELECT 'c-' || n, 'u-' || (n % 7), '{}' FROM generate_series(1, 500) n",
+            "INSERT INTO pruned_conversations (conversation_id, processing_id, user_id, payload_digest)
+             SELECT 'p-' || n, gen_random_uuid(), 'u-' || (n % 7), sha256('x') FROM generate_series(1, 300) n",
+        ] {
+            sqlx::query(statement).execute(&mut *conn).await.unwrap();
+        }
+        let keys = "SELECT (SELECT count(DISTINCT (user_id, conversation_id)) FROM conversation_events)
+                         + (SELECT count(DISTINCT (user_id, conversation_id)) FROM pruned_conversations)";
+        let before: i64 = sqlx::query_scalar(keys)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(before, 800);
+        migrator::up(&mut conn).await.unwrap();
+        let after: i64 = sqlx::query_scalar(keys)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(after, 800, "every key kept");
+
+        // Now a conversation id is the user's: another user may use it, the same may not.
+        let insert = |conversation: &'static str, user: &'static str| {
+            sqlx::query(
+                "INSERT INTO conversation_events (conversation_id, user_id, payload) VALUES ($1, $2, '{}')",
+            )
+            .bind(conversation)
+            .bind(user)
+        };
+        insert("c-1", "u-other").execute(&mut *conn).await.unwrap();
+        assert!(insert("c-1", "u-1").execute(&mut *conn).await.is_err());
+        let shared: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM conversation_events WHERE conversation_id = 'c-1'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(shared, 2);
+
+        // Going down would have to drop one of the two: refused, nothing changed.
+        assert!(migrator::down(&mut conn, DownCount::Last(1)).await.is_err());
+        sqlx::query("DELETE FROM conversation_events WHERE user_id = 'u-other'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let reverted = migrator::down(&mut conn, DownCount::Last(1)).await.unwrap();
+        assert_eq!(reverted.len(), 1);
     });
 }

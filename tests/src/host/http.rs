@@ -10,7 +10,12 @@
 //!   `Host` header as authority; the guest sees scheme `http`;
 //! - a guest that traps, or returns without setting a response, or sets an
 //!   error response, yields an empty `500`; a failure after the response
-//!   started is logged and the body is cut short.
+//!   started is logged and the body is cut short;
+//! - a request to a routed path whose `Host` header is missing (and its URI
+//!   has no authority), is not UTF-8, is no valid authority, or differs
+//!   from the URI's authority, gets no answer: the connection is closed
+//!   (Spin's `set_req_uri` fails the hyper service, 3.6.3 and 4.0.2 alike),
+//!   and no component runs.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -76,7 +81,7 @@ pub async fn serve(listener: TcpListener, app: Arc<HttpApp>, mut shutdown: watch
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let app = app.clone();
-                        async move { Ok::<_, std::convert::Infallible>(app.handle(req, client_addr).await) }
+                        async move { app.handle(req, client_addr).await }
                     });
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -93,6 +98,31 @@ pub async fn serve(listener: TcpListener, app: Arc<HttpApp>, mut shutdown: watch
     connections.shutdown().await;
 }
 
+/// The authority a routed request is served under, as Spin's `set_req_uri`
+/// finds it: the `Host` header (the first, as UTF-8, a valid authority) or
+/// else the URI's; both present must agree; neither is an error.
+fn authority_of<B>(req: &Request<B>) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let header = req
+        .headers()
+        .get(http::header::HOST)
+        .map(|h| -> anyhow::Result<http::uri::Authority> {
+            let text = h.to_str().context("'Host' header is not valid UTF-8")?;
+            text.parse()
+                .context("'Host' header contains an invalid authority")
+        })
+        .transpose()?;
+    let authority = match (header, req.uri().authority().cloned()) {
+        (None, None) => anyhow::bail!("no 'Host' header present in request"),
+        (None, Some(a)) | (Some(a), None) => a,
+        (Some(a1), Some(a2)) if a1 == a2 => a1,
+        (Some(_), Some(_)) => {
+            anyhow::bail!("authority in 'Host' header does not match authority in URI")
+        }
+    };
+    Ok(authority.as_str().to_string())
+}
+
 fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<HyperOutgoingBody> {
     let mut r = Response::new(
         Full::new(body.into())
@@ -104,15 +134,25 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<HyperOutgoingBod
 }
 
 impl HttpApp {
-    /// Handles one request; never fails (errors become 500s).
+    /// Handles one request: errors become 500s, but a routed request whose
+    /// authority Spin cannot set fails, as Spin's does, which makes hyper
+    /// close the connection without an answer.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         client_addr: SocketAddr,
-    ) -> Response<HyperOutgoingBody> {
+    ) -> anyhow::Result<Response<HyperOutgoingBody>> {
+        Ok(self.handle_inner(req, client_addr).await?)
+    }
+
+    async fn handle_inner(
+        &self,
+        req: Request<Incoming>,
+        client_addr: SocketAddr,
+    ) -> anyhow::Result<Response<HyperOutgoingBody>> {
         let path = req.uri().path().to_string();
         if let Some(well_known) = path.strip_prefix(WELL_KNOWN_PREFIX) {
-            return match well_known {
+            return Ok(match well_known {
                 "health" => full(StatusCode::OK, "OK"),
                 "info" => {
                     let info = serde_json::json!({
@@ -128,25 +168,31 @@ impl HttpApp {
                     r
                 }
                 _ => full(StatusCode::NOT_FOUND, ""),
-            };
+            });
         }
         let Some(route_match) = self.router.route(&path) else {
-            return full(StatusCode::NOT_FOUND, "");
+            return Ok(full(StatusCode::NOT_FOUND, ""));
         };
+        let host = authority_of(&req)?;
         let Some(component) = self.components.get(&route_match.route.component) else {
             tracing::error!(
                 "route {} names a component that is not loaded",
                 route_match.route.raw_route
             );
-            return full(StatusCode::INTERNAL_SERVER_ERROR, "");
+            return Ok(full(StatusCode::INTERNAL_SERVER_ERROR, ""));
         };
-        match self.invoke(component, req, &route_match, client_addr).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                tracing::error!(component = %component.context.id, "Error processing request: {e:?}");
-                full(StatusCode::INTERNAL_SERVER_ERROR, "")
-            }
-        }
+        Ok(
+            match self
+                .invoke(component, req, &route_match, &host, client_addr)
+                .await
+            {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::error!(component = %component.context.id, "Error processing request: {e:?}");
+                    full(StatusCode::INTERNAL_SERVER_ERROR, "")
+                }
+            },
+        )
     }
 
     async fn invoke(
@@ -154,21 +200,16 @@ impl HttpApp {
         component: &HttpComponent,
         req: Request<Incoming>,
         route_match: &RouteMatch,
+        host: &str,
         client_addr: SocketAddr,
     ) -> anyhow::Result<Response<HyperOutgoingBody>> {
         let (mut parts, body) = req.into_parts();
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost")
-            .to_string();
         let path_and_query = parts
             .uri
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".to_string());
-        for (name, value) in route_match.spin_headers(&host, &path_and_query, client_addr) {
+        for (name, value) in route_match.spin_headers(host, &path_and_query, client_addr) {
             if let (Ok(n), Ok(v)) = (
                 http::HeaderName::from_bytes(name.as_bytes()),
                 http::HeaderValue::from_str(&value),
@@ -178,7 +219,7 @@ impl HttpApp {
         }
         parts.uri = http::Uri::builder()
             .scheme("http")
-            .authority(host.as_str())
+            .authority(host)
             .path_and_query(path_and_query.as_str())
             .build()?;
         let req = Request::from_parts(parts, body);

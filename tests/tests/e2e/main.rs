@@ -13,7 +13,9 @@
 //! figures after a known sequence, its token), [`retention`] (pruning old events and
 //! rejected messages; pruned conversations resent), [`robustness`] (generated malformed
 //! requests), [`scale`] (the app as separate OS processes, two HTTP and three
-//! scorers, one of them killed mid-stream, scoring thousands of events).
+//! scorers, one of them killed mid-stream, scoring thousands of events),
+//! [`hostile`] (what one hostile client, producer or user could once do to
+//! everyone else, each shown bounded).
 //!
 //! `SPIN_COMPAT` (`3.6`, `4.0`, `4.1`; `4.0` when unset) picks the Spin line
 //! the host imitates; `scripts/test.sh` runs the suite under `3.6` and `4.0`.
@@ -22,6 +24,7 @@ mod cache;
 mod compat;
 mod errors;
 mod faults;
+mod hostile;
 mod levels;
 mod metrics;
 mod plain;

@@ -225,9 +225,12 @@ fn each_kind_of_bad_message_leaves_one_rejected_record_and_changes_nothing() {
         body["metadata"]["padding"] = json!("x".repeat(70 * 1024));
         body["conversation_id"] = json!(format!("c-{u}"));
         cases.push(("stream", u, body.to_string().into_bytes(), "larger than"));
+        // The taken conversation, from its own user, with another payload
+        // (another user's conversation of the same id would be theirs); the
+        // marker rides in as a topic name.
         let u = user("conflict");
-        let mut body = conversation(&u, 1, 0, "happy", 0, json!([]));
-        body["conversation_id"] = taken_body["conversation_id"].clone();
+        let mut body = taken_body.clone();
+        body["metadata"]["topics"] = json!([{"name": u, "turns": 1, "user_questions": 0}]);
         cases.push((
             "channel",
             u.clone(),
@@ -235,8 +238,8 @@ fn each_kind_of_bad_message_leaves_one_rejected_record_and_changes_nothing() {
             "already recorded",
         ));
         let u = user("conflict-stream");
-        let mut body = conversation(&u, 1, 0, "sad", 0, json!([]));
-        body["conversation_id"] = taken_body["conversation_id"].clone();
+        let mut body = taken_body.clone();
+        body["metadata"]["topics"] = json!([{"name": u, "turns": 2, "user_questions": 0}]);
         cases.push((
             "stream",
             u,

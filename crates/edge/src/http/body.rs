@@ -1,30 +1,113 @@
-//! Request bodies: strict JSON within a size limit (413, 415, and 400 naming
-//! the field at fault).
+//! Request bodies: read while they arrive, never past their limit (413),
+//! then strict JSON (415, and 400 naming the field at fault, with a message
+//! that starts with that field's path).
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use spin_sdk::http::Request;
+use spin_sdk::http::IncomingRequest;
 
 use crate::error::ApiError;
 
-/// Checks the size and content type of a body and decodes it.
-pub fn parse_json_body<T: DeserializeOwned>(
-    request: &Request,
-    limit: usize,
-) -> Result<T, ApiError> {
-    let body = request.body();
-    if body.len() > limit {
-        return Err(ApiError::PayloadTooLarge { limit });
+/// Bytes asked of the host per read.
+const READ_CHUNK: u64 = 16 * 1024;
+
+/// A request's body: unread (the `wasi:http` request it belongs to), or
+/// read once and kept.
+pub(super) enum Body {
+    Unread(Option<IncomingRequest>),
+    Read(Result<Vec<u8>, BodyRead>),
+}
+
+impl Body {
+    pub(super) fn unread(request: IncomingRequest) -> Body {
+        Body::Unread(Some(request))
     }
-    let content_type = request
-        .header("content-type")
-        .and_then(|h| h.as_str())
-        .unwrap_or("");
+
+    /// Reads the body the first time (at most `limit` + 1 bytes, nothing at
+    /// all when `declared`, the `Content-Length`, is over `limit`); the same
+    /// answer afterwards.
+    pub(super) fn read(&mut self, declared: Option<&str>, limit: usize) -> Result<&[u8], ApiError> {
+        if let Body::Unread(request) = self {
+            let read = match request.take().and_then(|r| r.consume().ok()) {
+                None => Ok(Vec::new()),
+                Some(incoming) => {
+                    let result = match incoming.stream() {
+                        Ok(stream) => read_bounded(declared, limit, |max| {
+                            match stream.blocking_read(max.min(READ_CHUNK)) {
+                                Ok(chunk) => Ok(Some(chunk)),
+                                Err(wasi::io::streams::StreamError::Closed) => Ok(None),
+                                Err(e) => Err(format!("{e:?}")),
+                            }
+                        }),
+                        Err(()) => Ok(Vec::new()),
+                    };
+                    // The stream, a child of the body, went with its arm.
+                    drop(incoming);
+                    result
+                }
+            };
+            *self = Body::Read(read);
+        }
+        match self {
+            Body::Read(Ok(bytes)) => Ok(bytes),
+            Body::Read(Err(BodyRead::TooLarge)) => Err(ApiError::PayloadTooLarge { limit }),
+            Body::Read(Err(BodyRead::Failed(detail))) => Err(ApiError::Validation {
+                field: None,
+                message: format!("the request body could not be read: {detail}"),
+            }),
+            Body::Unread(_) => unreachable!("read above"),
+        }
+    }
+}
+
+/// Why a body was not read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyRead {
+    /// Over the limit (declared, or read to the limit + 1).
+    TooLarge,
+    /// The client's stream failed (it went away mid-body).
+    Failed(String),
+}
+
+/// Reads a body through `next`, which returns at most the number of bytes
+/// it is asked for (`Ok(None)` at the end): refuses a `declared` length over
+/// `limit` before reading anything, and stops as soon as more than `limit`
+/// bytes have arrived, so no body costs more than `limit` + 1 bytes of
+/// memory however long it is (or never ends).
+pub fn read_bounded(
+    declared: Option<&str>,
+    limit: usize,
+    mut next: impl FnMut(u64) -> Result<Option<Vec<u8>>, String>,
+) -> Result<Vec<u8>, BodyRead> {
+    if let Some(declared) = declared.and_then(|d| d.trim().parse::<u64>().ok()) {
+        if declared > limit as u64 {
+            return Err(BodyRead::TooLarge);
+        }
+    }
+    let mut body = Vec::new();
+    loop {
+        let room = (limit + 1 - body.len()) as u64;
+        match next(room).map_err(BodyRead::Failed)? {
+            None => return Ok(body),
+            Some(chunk) => {
+                let take = chunk.len().min(room as usize);
+                body.extend_from_slice(&chunk[..take]);
+                if body.len() > limit {
+                    return Err(BodyRead::TooLarge);
+                }
+            }
+        }
+    }
+}
+
+/// `Content-Type` must name `application/json` (any case, parameters
+/// allowed): 415 otherwise.
+pub(super) fn check_media_type(content_type: &str) -> Result<(), ApiError> {
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType);
     }
-    decode_json(body)
+    Ok(())
 }
 
 /// Decodes JSON strictly, reporting syntax errors as `invalid_json` and wrong,
@@ -54,8 +137,26 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let message = strip_position(&error.into_inner().to_string());
         let field = field_of(&path, &message);
+        let message = match &field {
+            Some(field) => starting_with(field, message),
+            None => message,
+        };
         ApiError::Validation { field, message }
     })
+}
+
+/// A message that starts with the path of the field it names: as it is
+/// when it does, else `<field>: <message>` (serde's own messages, and a
+/// value's message naming itself generically, as a map key's `topic must…`).
+fn starting_with(field: &str, message: String) -> String {
+    let starts = message
+        .strip_prefix(field)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ':', '.', '[']));
+    if starts {
+        message
+    } else {
+        format!("{field}: {message}")
+    }
 }
 
 /// serde_json appends " at line 1 column 17"; the field path says more.
@@ -105,6 +206,108 @@ fn path_in_message(message: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body arriving in chunks of `chunk` bytes, `total` in all (or
+    /// forever), counting what was asked of it.
+    fn arriving(
+        total: Option<usize>,
+        chunk: usize,
+    ) -> (
+        impl FnMut(u64) -> Result<Option<Vec<u8>>, String>,
+        std::rc::Rc<std::cell::Cell<usize>>,
+    ) {
+        let given = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        let counter = given.clone();
+        let next = move |max: u64| {
+            let left = total.map_or(usize::MAX, |t| t - counter.get());
+            if left == 0 {
+                return Ok(None);
+            }
+            let n = chunk.min(max as usize).min(left);
+            counter.set(counter.get() + n);
+            Ok(Some(vec![b'x'; n]))
+        };
+        (next, given)
+    }
+
+    #[test]
+    fn a_body_is_read_whole_up_to_its_limit() {
+        for total in [0, 1, 99, 100] {
+            let (next, _) = arriving(Some(total), 7);
+            assert_eq!(read_bounded(None, 100, next).unwrap().len(), total);
+        }
+    }
+
+    #[test]
+    fn reading_stops_one_byte_past_the_limit_even_when_the_body_never_ends() {
+        for total in [Some(101), Some(250 << 20), None] {
+            let (next, given) = arriving(total, 64 * 1024);
+            assert_eq!(read_bounded(None, 100, next), Err(BodyRead::TooLarge));
+            assert_eq!(given.get(), 101, "{total:?}");
+        }
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let (next, given) = arriving(None, 10);
+        assert_eq!(
+            read_bounded(Some("101"), 100, next),
+            Err(BodyRead::TooLarge)
+        );
+        assert_eq!(given.get(), 0);
+        // A declared length within the limit is no promise: the bytes count.
+        let (next, given) = arriving(None, 10);
+        assert_eq!(read_bounded(Some("5"), 100, next), Err(BodyRead::TooLarge));
+        assert_eq!(given.get(), 101);
+    }
+
+    #[test]
+    fn a_failing_stream_is_reported() {
+        let next = |_| Err::<Option<Vec<u8>>, _>("connection reset".to_string());
+        assert_eq!(
+            read_bounded(None, 100, next),
+            Err(BodyRead::Failed("connection reset".into()))
+        );
+    }
+
+    #[test]
+    fn every_message_starts_with_the_field_path_it_names() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            n: u32,
+            topics: Option<std::collections::BTreeMap<friendship_domain::TopicName, u32>>,
+        }
+        for body in [
+            &br#"{"n": "x"}"#[..],
+            br#"{"n": 1, "m": 2}"#,
+            br#"{"topics": {}}"#,
+            br#"{"n": 1, "topics": {"   ": 1}}"#,
+            br#"{"n": 1, "topics": {"music": "x"}}"#,
+        ] {
+            match decode_json::<Body>(body) {
+                Err(ApiError::Validation {
+                    field: Some(field),
+                    message,
+                }) => assert!(
+                    message.starts_with(&field),
+                    "{}: {field}: {message}",
+                    String::from_utf8_lossy(body)
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            starting_with(
+                "metadata.total_turns",
+                "metadata.total_turns must be".into()
+            ),
+            "metadata.total_turns must be"
+        );
+        assert_eq!(starting_with("n", "invalid type".into()), "n: invalid type");
+        assert_eq!(starting_with("n", "name must".into()), "n: name must");
+    }
 
     #[test]
     fn a_missing_field_is_reported_by_its_full_path() {

@@ -2,6 +2,15 @@
 //! id ([`request_id`]), the route table with 404 and 405 with `Allow`
 //! ([`routing`]), strict JSON bodies ([`body`]), query strings and pages
 //! ([`query`]), JSON answers, and one structured log line per request.
+//!
+//! A component hands [`serve`] the `wasi:http` request itself, not the
+//! SDK's `Request` (whose conversion reads the whole body into memory before
+//! any check): the body stays unread until a handler asks for it, after
+//! routing and authentication, and is then read at most up to its limit
+//! plus one byte ([`Ctx::body`]). A request refused before that costs no
+//! body at all, and none costs more than its limit. Headers a request must
+//! not repeat (`Authorization`, `Content-Type`) are refused when repeated,
+//! where they are read ([`Ctx::single_header`]).
 
 use std::time::Instant;
 
@@ -9,7 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Request, Response};
 
 use crate::auth::{self, Principal, Role};
 use crate::error::ApiError;
@@ -20,7 +29,7 @@ mod query;
 mod request_id;
 mod routing;
 
-pub use body::{decode_json, parse_json_body};
+pub use body::{decode_json, read_bounded, BodyRead};
 pub use query::{parse_query, Limit, Offset, Page};
 pub use routing::Route;
 
@@ -63,7 +72,13 @@ impl Reply {
 /// What a handler knows about the request it serves.
 pub struct Ctx<'a> {
     pub request_id: String,
+    /// The request's method, URI and headers (the last of a repeated
+    /// header). Its body is always empty: read the body with [`Ctx::body`]
+    /// or [`Ctx::json_body`].
     pub request: &'a Request,
+    /// Every header as received, repeats included (names in lower case).
+    headers: &'a [(String, Vec<u8>)],
+    body: body::Body,
     pub now: DateTime<Utc>,
     params: Vec<(&'static str, String)>,
     /// The user the request is about, for the log line.
@@ -98,13 +113,36 @@ impl Ctx<'_> {
         })
     }
 
-    /// Authenticates the bearer token (401 when it is missing or invalid).
+    /// The value of a header the request may carry at most once (`None`
+    /// when absent, or not UTF-8); `Err(n)` when it carries it `n > 1`
+    /// times. A proxy that reads the first of repeated headers and a
+    /// component that reads the last must never disagree about who calls.
+    pub fn single_header(&self, name: &str) -> Result<Option<&str>, usize> {
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v);
+        match (values.next(), values.count()) {
+            (None, _) => Ok(None),
+            (Some(value), 0) => Ok(std::str::from_utf8(value).ok()),
+            (Some(_), more) => Err(more + 1),
+        }
+    }
+
+    /// The `Authorization` header; a 401 when the request repeats it.
+    pub fn authorization(&self) -> Result<Option<&str>, ApiError> {
+        self.single_header("authorization").map_err(|n| {
+            ApiError::Unauthorized(format!(
+                "authorization must be sent once; this request has {n} Authorization headers"
+            ))
+        })
+    }
+
+    /// Authenticates the bearer token (401 when it is missing or invalid,
+    /// or sent more than once).
     pub fn authenticate(&mut self) -> Result<Principal, ApiError> {
-        let header = self
-            .request
-            .header("authorization")
-            .and_then(|h| h.as_str());
-        auth::authenticate(header)
+        auth::authenticate(self.authorization()?)
     }
 
     /// Authenticates and refuses (403) a role that may not use this route at all.
@@ -119,16 +157,45 @@ impl Ctx<'_> {
         Ok(principal)
     }
 
-    /// Reads the body as strict JSON into `T`: 413 over the limit, 415 when it
-    /// is not JSON, 400 naming the field at fault otherwise.
-    pub fn json_body<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        parse_json_body(self.request, MAX_BODY_BYTES)
+    /// The body, read now (once) and never past [`MAX_BODY_BYTES`] + 1
+    /// bytes: a 413 when it is larger, or when its `Content-Length` says so
+    /// (then nothing is read).
+    pub fn body(&mut self) -> Result<&[u8], ApiError> {
+        let declared = self.single_header("content-length").ok().flatten();
+        let declared = declared.map(str::to_owned);
+        self.body.read(declared.as_deref(), MAX_BODY_BYTES)
+    }
+
+    /// Reads the body as strict JSON into `T`: 413 over the limit (read no
+    /// further than [`Ctx::body`] reads), 400 for a repeated
+    /// `Content-Type`, 415 when it is not JSON, 400 naming the field at
+    /// fault otherwise.
+    pub fn json_body<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        self.body()?;
+        let content_type = self.single_header("content-type").map_err(|n| {
+            ApiError::validation(
+                "content-type",
+                format!(
+                    "content-type must be sent once; this request has {n} Content-Type headers"
+                ),
+            )
+        })?;
+        body::check_media_type(content_type.unwrap_or(""))?;
+        decode_json(self.body()?)
     }
 }
 
-/// Serves one request with a component's route table, and logs it.
-pub fn serve(request: Request, routes: &[Route]) -> Response {
+/// Serves one request with a component's route table, and logs it. The
+/// body is read only if, and once, a handler asks for it ([`Ctx::body`]).
+pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
     let started = Instant::now();
+    let headers = incoming.headers().entries();
+    let request = Request::builder()
+        .method(incoming.method())
+        .uri(incoming.uri())
+        .headers(headers.clone())
+        .build();
+    let body = body::Body::unread(incoming);
     let request_id = request_id_of(&request);
     let now = Utc::now();
     let path = request.path().to_string();
@@ -145,6 +212,8 @@ pub fn serve(request: Request, routes: &[Route]) -> Response {
             let mut ctx = Ctx {
                 request_id: request_id.clone(),
                 request: &request,
+                headers: &headers,
+                body,
                 now,
                 params,
                 user_id: None,

@@ -34,7 +34,8 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Tracked<T> {
 }
 
 /// The 400 of a query string: the parameter named, by the message when it
-/// is unknown or repeated, by the path otherwise.
+/// is unknown or repeated, by the path otherwise; the message starts with
+/// the parameter's name, as every 400's starts with its field.
 fn query_error(path: &str, message: String) -> ApiError {
     let named = |prefix: &str| {
         let rest = message.strip_prefix(prefix)?;
@@ -45,11 +46,11 @@ fn query_error(path: &str, message: String) -> ApiError {
         Some(rest[..end].to_owned())
     };
     if let Some(name) = named("unknown field `") {
-        let message = format!("unknown query parameter `{name}`");
+        let message = format!("{name}: unknown query parameter `{name}`");
         return ApiError::validation(name, message);
     }
     if let Some(name) = named("duplicate field `") {
-        let message = format!("query parameter `{name}` must not be repeated");
+        let message = format!("{name} must not be repeated (query parameter `{name}`)");
         return ApiError::validation(name, message);
     }
     if matches!(path, "." | "?" | "") {
@@ -62,7 +63,7 @@ fn query_error(path: &str, message: String) -> ApiError {
     let message = if message.starts_with(&format!("{path} ")) {
         message
     } else {
-        format!("query parameter `{path}` is invalid: {message}")
+        format!("{path}: query parameter `{path}` is invalid: {message}")
     };
     ApiError::validation(path, message)
 }
@@ -209,19 +210,19 @@ mod tests {
                 "offset",
                 "offset must be a non-negative integer",
             ),
-            ("status=x", "status", "unknown query parameter `status`"),
-            ("%zz=1", "%zz", "unknown query parameter `%zz`"),
-            ("=1", "", "unknown query parameter ``"),
-            ("a`b=1", "a`b", "unknown query parameter `a`b`"),
+            ("status=x", "status", "status: unknown query parameter `status`"),
+            ("%zz=1", "%zz", "%zz: unknown query parameter `%zz`"),
+            ("=1", "", ": unknown query parameter ``"),
+            ("a`b=1", "a`b", "a`b: unknown query parameter `a`b`"),
             (
                 "limit=1&limit=2",
                 "limit",
-                "query parameter `limit` must not be repeated",
+                "limit must not be repeated (query parameter `limit`)",
             ),
             (
                 "flag=maybe",
                 "flag",
-                "query parameter `flag` is invalid: provided string was not `true` or `false`",
+                "flag: query parameter `flag` is invalid: provided string was not `true` or `false`",
             ),
         ] {
             assert_eq!(

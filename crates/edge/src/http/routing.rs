@@ -59,6 +59,9 @@ pub struct Route {
     /// which an orchestrator calls every few seconds: its lines would drown
     /// the log and cost every probe a write (failures are still logged).
     pub logged: bool,
+    /// Matches every method: the handler answers a wrong one itself (for
+    /// `/metrics`, a 404 for every method while the route is disabled).
+    pub any_method: bool,
 }
 
 impl Route {
@@ -74,7 +77,15 @@ impl Route {
             name,
             handler,
             logged: true,
+            any_method: false,
         }
+    }
+
+    /// The same route, for every method (`method` is the one it serves;
+    /// the handler refuses the others, see [`Route::any_method`]).
+    pub const fn any_method(mut self) -> Self {
+        self.any_method = true;
+        self
     }
 
     /// The same route, whose successful answers are not logged.

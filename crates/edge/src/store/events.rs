@@ -20,15 +20,16 @@ pub struct Recorded {
 /// Why an event could not be recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    /// The conversation id is recorded with another user or payload.
-    #[error("this conversation_id was already recorded with a different user or payload")]
+    /// The user's conversation id is recorded with another payload.
+    #[error("conversation_id was already recorded for this user with a different payload")]
     Conflict,
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-/// Records an event durably, once per conversation id. A repeat with the same
-/// user and payload answers the original id; anything else is a conflict.
+/// Records an event durably, once per user and conversation id (another
+/// user's conversation of the same id is another conversation). A repeat with
+/// the same payload answers the original id; another payload is a conflict.
 /// A new event costs one round trip: its processing id is generated here.
 pub fn record_event(db: &Db, event: &ConversationEnd) -> Result<Recorded, RecordError> {
     let mut answers = record_events(db, &[event])?;
@@ -119,7 +120,11 @@ fn find_recorded(
     let existing: Existing = db
         .read_one(
             &events::FIND_EVENT_BY_CONVERSATION,
-            &[P::Str(conversation_id.to_owned()), P::Str(payload)],
+            &[
+                P::Str(conversation_id.to_owned()),
+                P::Str(payload),
+                P::Str(user_id.to_owned()),
+            ],
         )?
         .ok_or_else(|| DbError::decoding("a conflicting conversation vanished".into()))?;
     if existing.processing_id == generated {

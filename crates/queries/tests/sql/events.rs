@@ -23,10 +23,21 @@ struct Existing {
 }
 
 /// [`events::FIND_EVENT_BY_CONVERSATION`]: `(processing_id, user_id, same_payload)`.
+/// Of `user-1` unless [`find_of`] names the user.
 async fn find(pool: &sqlx::PgPool, conversation_id: &str, payload: &str) -> (Uuid, String, bool) {
+    find_of(pool, conversation_id, payload, "user-1").await
+}
+
+async fn find_of(
+    pool: &sqlx::PgPool,
+    conversation_id: &str,
+    payload: &str,
+    user_id: &str,
+) -> (Uuid, String, bool) {
     let row: Existing = read(&events::FIND_EVENT_BY_CONVERSATION)
         .bind(conversation_id)
         .bind(payload)
+        .bind(user_id)
         .one(pool)
         .await;
     (row.processing_id, row.user_id, row.same_payload)
@@ -89,15 +100,30 @@ fn a_conversation_recorded_twice_creates_one_event_and_the_repeat_affects_no_row
     with_migrated_db(|db| async move {
         let first = insert_event(&db.pool, "conv-1", "user-1", PAYLOAD).await;
         let repeat = insert_event(&db.pool, "conv-1", "user-1", PAYLOAD).await;
-        let other_user = insert_event(&db.pool, "conv-1", "user-2", PAYLOAD).await;
         assert!(first.is_some());
         assert_eq!(repeat, None);
-        assert_eq!(other_user, None, "conversation ids are unique across users");
         assert_eq!(count_events(&db.pool).await, 1);
 
         let (processing_id, user_id, _) = find(&db.pool, "conv-1", PAYLOAD).await;
         assert_eq!(Some(processing_id), first);
         assert_eq!(user_id, "user-1", "the first record stays");
+    });
+}
+
+#[test]
+fn the_same_conversation_id_from_another_user_is_another_conversation() {
+    with_migrated_db(|db| async move {
+        let other_first = insert_event(&db.pool, "conv-1", "user-2", PAYLOAD).await;
+        let first = insert_event(&db.pool, "conv-1", "user-1", PAYLOAD).await;
+        let repeat = insert_event(&db.pool, "conv-1", "user-1", PAYLOAD).await;
+        assert!(other_first.is_some() && first.is_some() && other_first != first);
+        assert_eq!(repeat, None);
+        assert_eq!(count_events(&db.pool).await, 2);
+        assert_eq!(find(&db.pool, "conv-1", PAYLOAD).await.0, first.unwrap());
+        assert_eq!(
+            find_of(&db.pool, "conv-1", PAYLOAD, "user-2").await.0,
+            other_first.unwrap()
+        );
     });
 }
 
@@ -777,20 +803,22 @@ fn a_batch_insert_records_each_new_conversation_once_in_the_order_given() {
                 "payload": serde_json::from_str::<serde_json::Value>(PAYLOAD).unwrap(),
             })
         };
-        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        let ids: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
         let rows = [
             row(ids[0], "conv-a", "user-1"),
             row(ids[1], "conv-old", "user-1"),
             row(ids[2], "conv-b", "user-2"),
             row(ids[3], "conv-a", "user-2"),
             row(ids[4], "conv-c", "user-1"),
+            row(ids[5], "conv-a", "user-1"),
         ];
         assert_eq!(
             insert_events(&db.pool, &rows).await.unwrap(),
-            3,
-            "conv-old was recorded before and conv-a earlier in the batch"
+            4,
+            "conv-old was recorded before and user-1's conv-a earlier in the batch; \
+             user-2's conv-a is their own"
         );
-        assert_eq!(count_events(&db.pool).await, 4);
+        assert_eq!(count_events(&db.pool).await, 5);
         assert_eq!(find(&db.pool, "conv-old", PAYLOAD).await.0, before);
         let (first, user, _) = find(&db.pool, "conv-a", PAYLOAD).await;
         assert_eq!(
@@ -798,7 +826,8 @@ fn a_batch_insert_records_each_new_conversation_once_in_the_order_given() {
             (ids[0], "user-1"),
             "the first one wins"
         );
-        assert!(find_event(&db.pool, ids[3]).await.is_none());
+        assert!(find_event(&db.pool, ids[3]).await.is_some());
+        assert!(find_event(&db.pool, ids[5]).await.is_none());
 
         // Scored in the order they came: accepted_at follows the array.
         let mut tx = db.pool.begin().await.unwrap();
@@ -807,7 +836,7 @@ fn a_batch_insert_records_each_new_conversation_once_in_the_order_given() {
             .into_iter()
             .map(|c| c.processing_id)
             .collect();
-        assert_eq!(claimed, [before, ids[0], ids[2], ids[4]]);
+        assert_eq!(claimed, [before, ids[0], ids[2], ids[3], ids[4]]);
         tx.rollback().await.unwrap();
 
         assert_eq!(insert_events(&db.pool, &[]).await.unwrap(), 0);

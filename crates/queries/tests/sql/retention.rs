@@ -68,10 +68,12 @@ struct Found {
     same_payload: bool,
 }
 
+/// Of `user-1`, the user of every pruned event here.
 async fn find(pool: &PgPool, conversation_id: &str, payload: &str) -> Option<Found> {
     read(&events::FIND_EVENT_BY_CONVERSATION)
         .bind(conversation_id)
         .bind(payload)
+        .bind("user-1")
         .optional(pool)
         .await
 }
@@ -179,22 +181,25 @@ fn a_pruned_conversation_resent_is_a_repeat_with_its_payload_and_a_conflict_othe
         assert_eq!(prune(pool, 10).await, 1);
         assert!(find_event(pool, id).await.is_none());
 
-        // The insert consults the key: nothing is recorded again, whoever sends it.
-        for (user, payload) in [
-            ("user-1", PAYLOAD),
-            (
-                "user-1",
-                r#"{"total_turns":5,"user_initiated_questions":1,"emotion":"happy","new_memories_count":0,"topics":[]}"#,
-            ),
-            ("user-2", PAYLOAD),
+        // The insert consults the user's key: nothing of theirs is recorded again.
+        for payload in [
+            PAYLOAD,
+            r#"{"total_turns":5,"user_initiated_questions":1,"emotion":"happy","new_memories_count":0,"topics":[]}"#,
         ] {
-            assert_eq!(insert_event(pool, &conversation, user, payload).await, None);
+            assert_eq!(
+                insert_event(pool, &conversation, "user-1", payload).await,
+                None
+            );
         }
         let events: i64 = sqlx::query_scalar("SELECT count(*) FROM conversation_events")
             .fetch_one(pool)
             .await
             .unwrap();
         assert_eq!(events, 0);
+        // Another user's conversation of the same id is theirs, pruned key or not.
+        assert!(insert_event(pool, &conversation, "user-2", PAYLOAD)
+            .await
+            .is_some());
 
         // The same payload, in any key order and spacing, is the same digest.
         let reordered = r#"{ "topics":[{"user_questions":1,"turns":3,"name":"music"}],

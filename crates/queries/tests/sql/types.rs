@@ -132,7 +132,7 @@ const SIGNATURES: &[Signature] = &[
     Signature {
         name: "events::FIND_EVENT_BY_CONVERSATION",
         kind: Kind::Read(&events::FIND_EVENT_BY_CONVERSATION),
-        parameters: &["TEXT", "TEXT"],
+        parameters: &["TEXT", "TEXT", "TEXT"],
         columns: &[
             ("processing_id", "UUID"),
             ("user_id", "TEXT"),
