@@ -36,7 +36,10 @@ pub(super) fn choose<'r>(routes: &'r [Route], method: &Method, path: &str) -> Ch
         return Choice::NotFound;
     }
     let name = matching[0].0.name;
-    if let Some(i) = matching.iter().position(|(r, _)| r.method == *method) {
+    if let Some(i) = matching
+        .iter()
+        .position(|(r, _)| r.any_method || r.method == *method)
+    {
         let (route, params) = matching.swap_remove(i);
         return Choice::Route(route, params);
     }
@@ -193,6 +196,21 @@ mod tests {
             Err("405 read [\"GET\", \"PUT\"]".into())
         );
         assert_eq!(chosen(Method::Get, "/api/v1/nothing"), Err("404".into()));
+    }
+
+    #[test]
+    fn a_route_for_every_method_gets_every_method() {
+        const ANY: &[Route] = &[Route::new(Method::Get, "/metrics", "metrics", never).any_method()];
+        for method in [Method::Get, Method::Post, Method::Delete, Method::Options] {
+            assert!(
+                matches!(choose(ANY, &method, "/metrics"), Choice::Route(r, _) if r.name == "metrics"),
+                "{method:?} reaches the handler, which answers it"
+            );
+        }
+        assert!(matches!(
+            choose(ANY, &Method::Get, "/metricsx"),
+            Choice::NotFound
+        ));
     }
 
     #[test]
