@@ -14,8 +14,9 @@
 # What it does:
 #   1. Postgres and Redis as scripts/run.sh finds or starts them
 #      (scripts/services.sh), with the database `friendship`;
-#   2. builds spin-host, the migrator, the service's components and the
-#      baseline component bench/hello (same release profile);
+#   2. builds the migrator, the service's components and the baseline
+#      component bench/hello (same release profile), and spin-host when no
+#      Spin CLI is named;
 #   3. serves the baseline (bench/spin.toml) on a free port;
 #   4. serves the app with scripts/run.sh (scorers included) on another free
 #      port, and waits until /health/live answers and /health is 200;
@@ -94,11 +95,6 @@ if [[ -z "${SPIN_VARIABLE_JWT_SECRET:-}" ]]; then
 fi
 export SPIN_VARIABLE_JWT_SECRET
 
-log "building spin-host, the migrator, the components and the baseline (bench/hello)"
-bash scripts/build-components.sh
-cargo build --locked --target wasm32-wasip2 --release -q -p hello
-cargo build --locked --profile host -q -p e2e --bin spin-host
-cargo build --locked --profile host -q -p migrator
 
 spin_cli=${SPIN_BIN:-$(command -v spin || true)}
 if [[ -n "$spin_cli" ]]; then
@@ -111,6 +107,12 @@ else
     baseline_runner=("$root/target/host/spin-host")
 fi
 log "server for both: $server"
+
+log "building the migrator, the components and the baseline (bench/hello)$([[ -n "$spin_cli" ]] || echo ', and spin-host')"
+bash scripts/build-components.sh
+cargo build --locked --target wasm32-wasip2 --release -q -p hello
+[[ -n "$spin_cli" ]] || cargo build --locked --profile host -q -p e2e --bin spin-host
+cargo build --locked --profile host -q -p migrator
 
 baseline_listen=127.0.0.1:$(services_free_port)
 app_listen=127.0.0.1:$(services_free_port)
