@@ -124,7 +124,9 @@ log "serving the baseline on http://$baseline_listen ($server)"
 baseline_pid=$!
 
 log "serving the app on http://$app_listen (scripts/run.sh)"
-LISTEN=$app_listen SPIN_LOG_DIR="$root/$out/logs" bash scripts/run.sh >"$out/app.log" 2>&1 &
+# The servers found or started above (run.sh would start private ones of its
+# own under SERVICES_FORCE_PRIVATE=1): the peers and load.sh use the same.
+SERVICES_FORCE_PRIVATE=0 LISTEN=$app_listen SPIN_LOG_DIR="$root/$out/logs" bash scripts/run.sh >"$out/app.log" 2>&1 &
 app_pid=$!
 
 peer_env=()
