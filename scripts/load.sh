@@ -17,9 +17,43 @@
 # percentage of the baseline's in the same mode. The last table answers, per
 # rate, whether uncached suggest and conversation end hold it with
 # p99 <= P99_TARGET_MS (default 30).
+# With PEER_SUGGEST_URL and PEER_END_URL (the FastAPI peers of
+# ../shared/peers, served by scripts/bench.sh with PEERS_DIR), each peer
+# scenario runs right after the app's, the same way (trivial: the suggest
+# peer's /health/live; cached suggest: the same user, whose record the app
+# cached; conversation end: fresh conversation ids), and a table gives
+# app / peer per scenario and run.
+# With SCORERS_PID (the process of scripts/scorer.sh), the conversation end
+# runs a second time with the scorers stopped (SIGSTOP to that process and
+# every descendant, SIGCONT after): the same work as the end peer, which
+# scores nothing. `load.sh --resume-scorers` only sends the SIGCONT.
+# With EVENTS_DATABASE_URL (the app's database), after each conversation-end
+# run with the scorers running it waits (at most 60 s) for that run's events
+# and prints how long after its 202 the slowest event was processed.
 # BASE_URL defaults to http://127.0.0.1:3000; only loopback is allowed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+SCORERS_PID=${SCORERS_PID:-}
+# The scorers' process tree: SCORERS_PID and its descendants, parents first.
+scorer_tree() {
+    local pid
+    echo "$1"
+    for pid in $(pgrep -P "$1" || true); do scorer_tree "$pid"; done
+}
+# Sends SIG to the tree, parents first, twice over (a child a supervisor
+# started meanwhile is caught on the second pass).
+signal_scorers() {
+    local pass pid
+    [[ -n "$SCORERS_PID" ]] || return 0
+    for pass in 1 2; do
+        for pid in $(scorer_tree "$SCORERS_PID"); do kill -"$1" "$pid" 2>/dev/null || true; done
+    done
+}
+if [[ "${1:-}" == --resume-scorers ]]; then
+    signal_scorers CONT
+    exit 0
+fi
 
 BASE_URL=${BASE_URL:-http://127.0.0.1:3000}
 BASELINE_URL=${BASELINE_URL:-}
@@ -36,6 +70,11 @@ loopback() {
 }
 loopback BASE_URL "$BASE_URL"
 [[ -z "$BASELINE_URL" ]] || loopback BASELINE_URL "$BASELINE_URL"
+PEER_SUGGEST_URL=${PEER_SUGGEST_URL:-}
+PEER_END_URL=${PEER_END_URL:-}
+EVENTS_DATABASE_URL=${EVENTS_DATABASE_URL:-}
+[[ -z "$PEER_SUGGEST_URL" ]] || loopback PEER_SUGGEST_URL "$PEER_SUGGEST_URL"
+[[ -z "$PEER_END_URL" ]] || loopback PEER_END_URL "$PEER_END_URL"
 for rate in $RATES; do
     [[ "$rate" =~ ^[1-9][0-9]*$ ]] || { echo "load: RATES must be positive integers, not '$RATES'" >&2; exit 2; }
 done
@@ -55,7 +94,7 @@ if [[ -n "$BASELINE_URL" ]] && ! curl -fsS "$BASELINE_URL/" >/dev/null; then
 fi
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'signal_scorers CONT; rm -rf "$work"' EXIT
 service=$(python3 scripts/token.py --sub load-generator --role service --ttl 3600)
 run_id=$(date +%s)
 duration_seconds=$(python3 - "$DURATION" <<'PY'
@@ -133,7 +172,34 @@ scenario() {
         fi
         rm -f "$work/bodies.jsonl"
         summarise "$name" "$mode" "$out"
+        if [[ "$name" == conversation-end && -n "$EVENTS_DATABASE_URL" ]]; then
+            processing_lag "load-$run_id-$name-${rate:-flat}-"
+        fi
         printf '%s\t%s\t%s\t%s\n' "$name" "$mode" "$rate" "$out" >>"$work/runs.tsv"
+    done
+}
+
+# How long after their 202 the events of one run (conversation ids starting
+# with PREFIX) were processed, once all are (waiting at most 60 s).
+processing_lag() {
+    local prefix=$1 deadline=$((SECONDS + 60)) line
+    while true; do
+        line=$(psql "$EVENTS_DATABASE_URL" -qtAF ' ' -v ON_ERROR_STOP=1 -c "
+            SELECT count(*), count(*) FILTER (WHERE status = 'pending'),
+                   round((extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY processed_at - accepted_at)) * 1000)::numeric),
+                   round((extract(epoch FROM max(processed_at - accepted_at)) * 1000)::numeric)
+            FROM conversation_events WHERE left(conversation_id, length('$prefix')) = '$prefix'") || {
+            echo "  processed after the 202: not known (the events' database did not answer)"
+            return
+        }
+        read -r total pending p99 max <<<"$line"
+        if [[ "$pending" == 0 || $SECONDS -ge $deadline ]]; then
+            local said="  processed after the 202: $((total - pending)) of $total events, p99 ${p99:-?} ms, max ${max:-?} ms"
+            [[ "$pending" == 0 ]] || said+=", $pending still pending after 60 s"
+            echo "$said"
+            return
+        fi
+        sleep 1
     done
 }
 
@@ -143,9 +209,18 @@ if [[ -n "$BASELINE_URL" ]]; then
     scenario baseline "$BASELINE_URL" GET /
 fi
 scenario trivial "$BASE_URL" GET /health/live
+[[ -z "$PEER_SUGGEST_URL" ]] || scenario peer-trivial "$PEER_SUGGEST_URL" GET /health/live
 scenario cached-suggest "$BASE_URL" POST /api/v1/activities/suggest -d "{\"user_id\":\"$cached_user\"}"
+[[ -z "$PEER_SUGGEST_URL" ]] ||
+    scenario peer-cached-suggest "$PEER_SUGGEST_URL" POST /api/v1/activities/suggest -d "{\"user_id\":\"$cached_user\"}"
 BODIES=uncached scenario uncached-suggest "$BASE_URL" POST /api/v1/activities/suggest
 BODIES=conversations scenario conversation-end "$BASE_URL" POST /api/v1/conversations/end
+if [[ -n "$SCORERS_PID" ]]; then
+    signal_scorers STOP
+    BODIES=conversations scenario conversation-end-stopped "$BASE_URL" POST /api/v1/conversations/end
+    signal_scorers CONT
+fi
+[[ -z "$PEER_END_URL" ]] || BODIES=conversations scenario peer-conversation-end "$PEER_END_URL" POST /api/v1/conversations/end
 
 python3 - "$work/runs.tsv" "$P99_TARGET_MS" <<'PY'
 import json, sys
@@ -174,7 +249,7 @@ for mode in modes:
         print(f"{r['name']:<18} {mode:<10} {r['rps']:>9.0f} {pct:>10} {r['p50']:>9.2f} {r['p99']:>9.2f} {r['ok']:>6.1f}%")
 print()
 for r in runs:
-    if r["rate"] is None or r["name"] not in ("uncached-suggest", "conversation-end"):
+    if r["rate"] is None or r["name"] not in ("uncached-suggest", "conversation-end", "conversation-end-stopped"):
         continue
     why = []
     if r["rps"] < 0.95 * r["rate"]:
@@ -184,5 +259,19 @@ for r in runs:
     if r["ok"] < 100.0:
         why.append(f"{100 - r['ok']:.1f}% not 2xx")
     verdict = "yes" if not why else "no (" + ", ".join(why) + ")"
-    print(f"holds {r['rate']}/s with p99 <= {target:g} ms: {r['name']:<17} {verdict}")
+    print(f"holds {r['rate']}/s with p99 <= {target:g} ms: {r['name']:<24} {verdict}")
+pairs = [("trivial", "peer-trivial"), ("cached-suggest", "peer-cached-suggest"),
+         ("conversation-end-stopped", "peer-conversation-end"), ("conversation-end", "peer-conversation-end")]
+by = {(r["name"], r["mode"]): r for r in runs}
+if any(name.startswith("peer-") for name, _ in by):
+    print()
+    print(f"{'app / peer':<26} {'run':<10} {'app req/s':>10} {'peer req/s':>11} {'app/peer':>9} {'app p99':>9} {'peer p99':>9}")
+    for app, peer in pairs:
+        for mode in modes:
+            a, p = by.get((app, mode)), by.get((peer, mode))
+            if not a or not p:
+                continue
+            ratio = f"{a['rps'] / p['rps']:.2f}" if p["rps"] else "-"
+            print(f"{app:<26} {mode:<10} {a['rps']:>10.0f} {p['rps']:>11.0f} {ratio:>9} {a['p99']:>9.2f} {p['p99']:>9.2f}")
+    print("(conversation-end: scorers running; -stopped: paused, the same work as the peer, which scores nothing)")
 PY
