@@ -248,7 +248,14 @@ fn forty_concurrent_events_for_one_user_add_up_exactly() {
         .fetch_one(&env.db)
         .await
         .unwrap();
-        assert_eq!(processed, 40);
+        let retried: Vec<(i32, Option<String>)> = sqlx::query_as(
+            "SELECT attempts, last_error FROM conversation_events WHERE user_id = $1 AND attempts <> 1",
+        )
+        .bind(&u)
+        .fetch_all(&env.db)
+        .await
+        .unwrap();
+        assert_eq!(processed, 40, "events scored in more than one attempt: {retried:?}");
     });
 }
 
