@@ -255,7 +255,10 @@ fn forty_concurrent_events_for_one_user_add_up_exactly() {
         .fetch_all(&env.db)
         .await
         .unwrap();
-        assert_eq!(processed, 40, "events scored in more than one attempt: {retried:?}");
+        assert_eq!(
+            processed, 40,
+            "events scored in more than one attempt: {retried:?}"
+        );
     });
 }
 
