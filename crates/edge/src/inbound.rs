@@ -74,9 +74,14 @@ fn check_size(payload: &[u8]) -> Result<(), String> {
 
 /// Records a channel message: an event, or its rejection. Doorbells need
 /// nothing recorded; the caller scores whatever is due afterwards.
-pub fn on_channel_message(db: &Db, payload: &[u8]) -> Result<(), DbError> {
+/// `message` is `payload` as [`decode_channel`] read it.
+pub fn on_channel_message(
+    db: &Db,
+    payload: &[u8],
+    message: Result<ChannelMessage, String>,
+) -> Result<(), DbError> {
     let dedupe_key = || format!("channel:{:x}", Sha256::digest(payload));
-    match decode_channel(payload) {
+    match message {
         Ok(ChannelMessage::Doorbell(_)) => Ok(()),
         Ok(ChannelMessage::Event(event)) => match store::record_event(db, &event) {
             Ok(recorded) => {

@@ -82,11 +82,12 @@ pub fn handle_message(payload: &[u8]) -> Result<(), WakeError> {
         claim_idle_ms: config::number("stream_claim_idle_ms")?,
     };
     let self_tick_ms: u64 = config::number("self_tick_ms")?;
+    let message = inbound::decode_channel(payload);
     let woken_by_tick = matches!(
-        inbound::decode_channel(payload),
+        message,
         Ok(inbound::ChannelMessage::Doorbell(Doorbell::Tick))
     );
-    let woken = wake(payload, &stream);
+    let woken = wake(payload, message, &stream);
     let work_left = matches!(woken, Ok(true));
     if self_tick_ms > 0 {
         // Also after a failed wake-up: the ticker must outlive an outage.
@@ -104,13 +105,17 @@ pub fn handle_message(payload: &[u8]) -> Result<(), WakeError> {
 /// One wake-up's work: records the event the message carries (if any) and
 /// the stream's new entries, finishes and scores what is due, or prunes when
 /// nothing was. True when its budget ran out with work left.
-fn wake(payload: &[u8], stream: &inbound::Stream) -> Result<bool, WakeError> {
+fn wake(
+    payload: &[u8],
+    message: Result<inbound::ChannelMessage, String>,
+    stream: &inbound::Stream,
+) -> Result<bool, WakeError> {
     let policy = RetryPolicy::load()?;
     let db = Db::open()?;
     // Before anything is claimed: events committed from now on ring again.
     crate::doorbell::clear(&db)?;
     let redis = crate::redis::open();
-    inbound::on_channel_message(&db, payload)?;
+    inbound::on_channel_message(&db, payload, message)?;
     let stream_left = match &redis {
         Ok(redis) => drain_stream(&db, redis, stream),
         Err(_) => false,
