@@ -126,8 +126,8 @@ baseline_pid=$!
 log "serving the app on http://$app_listen (scripts/run.sh)"
 # The servers found or started above (run.sh would start private ones of its
 # own under SERVICES_FORCE_PRIVATE=1): the peers and load.sh use the same.
-SERVICES_FORCE_PRIVATE=0 LISTEN=$app_listen SPIN_LOG_DIR="$root/$out/logs" bash scripts/run.sh >"$out/app.log" 2>&1 &
-app_pid=$!
+services_run_app "$app_listen" "$out"
+app_pid=$services_app_pid
 
 peer_env=()
 if [[ -n "${PEERS_DIR:-}" ]]; then

@@ -106,9 +106,8 @@ listen=127.0.0.1:$(services_free_port)
 base=http://$listen
 log "serving the app on $base (scripts/run.sh; its output in $out/app.log)"
 # run.sh finds the services above through DATABASE_URL and REDIS_URL.
-LISTEN=$listen SPIN_LOG_DIR="$root/$out/logs" SERVICES_FORCE_PRIVATE=0 \
-    bash scripts/run.sh >"$out/app.log" 2>&1 &
-app_pid=$!
+services_run_app "$listen" "$out"
+app_pid=$services_app_pid
 
 services_wait_for_200 "$base/health/live" "$app_pid" "$out/app.log" "$START_TIMEOUT"
 services_wait_for_200 "$base/health" "$app_pid" "$out/app.log" "$START_TIMEOUT"

@@ -56,6 +56,16 @@ services_apt_install() {
 # Waits until URL answers 200 while the process PID lives, for at most
 # TIMEOUT seconds; otherwise says why, shows the end of LOG (that process's
 # output) and fails.
+# Serves the app with scripts/run.sh in the background, on LISTEN ($1), on the
+# servers found or started above (DATABASE_URL, REDIS_URL), its output in
+# $2/app.log and its components' logs in $2/logs; its pid in services_app_pid.
+services_run_app() {
+    local listen=$1 out=$2
+    LISTEN=$listen SPIN_LOG_DIR="$PWD/$out/logs" SERVICES_FORCE_PRIVATE=0 \
+        bash scripts/run.sh >"$out/app.log" 2>&1 &
+    services_app_pid=$!
+}
+
 services_wait_for_200() {
     local url=$1 pid=$2 log=$3 timeout=$4
     local deadline=$((SECONDS + timeout))
