@@ -4,7 +4,7 @@ use friendship_domain::{Doorbell, EventStatus};
 use friendship_edge::auth::Role;
 use friendship_edge::db::Db;
 use friendship_edge::doorbell;
-use friendship_edge::http::{Limit, Offset};
+use friendship_edge::http::{Limit, Offset, Page};
 use friendship_edge::redis::{self, counters};
 use friendship_edge::{config, log, store, ApiError, Ctx, Reply};
 use serde_json::json;
@@ -92,16 +92,19 @@ struct EventsQuery {
 pub fn list_events(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     ctx.authenticate_as(&[Role::Admin])?;
     let query: EventsQuery = ctx.query()?;
-    let (limit, offset) = (query.limit.get(), query.offset.get());
     let db = Db::open()?;
-    let (items, total) = store::list_events(&db, query.status.as_str(), limit, offset)?;
-    Reply::ok(&json!({
-        "status": query.status.as_str(),
-        "items": items,
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }))
+    let page = Page::of(query.limit, query.offset);
+    let events = store::list_events(&db, query.status.as_str(), page)?;
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        status: &'a str,
+        #[serde(flatten)]
+        events: store::Paged<store::ListedEvent>,
+    }
+    Reply::ok(&Answer {
+        status: query.status.as_str(),
+        events,
+    })
 }
 
 /// `GET /api/v1/admin/rejected-messages?limit=&offset=`: Redis messages the
@@ -110,10 +113,7 @@ pub fn list_rejected_messages(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     ctx.authenticate_as(&[Role::Admin])?;
     let page = ctx.page()?;
     let db = Db::open()?;
-    let (items, total) = store::list_rejected(&db, page.limit, page.offset)?;
-    Reply::ok(
-        &json!({ "items": items, "total": total, "limit": page.limit, "offset": page.offset }),
-    )
+    Reply::ok(&store::list_rejected(&db, page)?)
 }
 
 /// `GET /api/v1/admin/cache/stats`.

@@ -4,7 +4,7 @@ use friendship_domain::{AgentFields, AgentType, GreetingTrigger, Level, Weight};
 use friendship_edge::auth::Role;
 use friendship_edge::cache::Cache;
 use friendship_edge::db::Db;
-use friendship_edge::http::{Limit, Offset};
+use friendship_edge::http::{Limit, Offset, Page};
 use friendship_edge::store::{self, Mapping, MappingFields, MappingFilter};
 use friendship_edge::{log, ApiError, Ctx, Reply};
 use serde::Deserialize;
@@ -112,10 +112,9 @@ pub fn list_mappings(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         agent_type: query.agent_type,
         is_active: query.is_active,
     };
-    let (limit, offset) = (query.limit.get(), query.offset.get());
     let db = Db::open()?;
-    let (items, total) = store::list_mappings(&db, &filter, limit, offset)?;
-    Reply::ok(&json!({ "items": items, "total": total, "limit": limit, "offset": offset }))
+    let page = Page::of(query.limit, query.offset);
+    Reply::ok(&store::list_mappings(&db, &filter, page)?)
 }
 
 /// `POST /api/v1/agent-mappings` → 201.

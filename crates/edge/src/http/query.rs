@@ -78,6 +78,14 @@ pub struct Page {
 impl Page {
     pub const DEFAULT_LIMIT: i64 = 100;
     pub const MAX_LIMIT: i64 = 500;
+
+    /// The page of a route's decoded `limit` and `offset` parameters.
+    pub fn of(limit: Limit, offset: Offset) -> Page {
+        Page {
+            limit: limit.get(),
+            offset: offset.get(),
+        }
+    }
 }
 
 /// The query string of a route that accepts a page and nothing else.

@@ -9,6 +9,8 @@ use spin_sdk::pg4::ParameterValue as P;
 use uuid::Uuid;
 
 use crate::db::{self, Db, DbError};
+use crate::http::Page;
+use crate::store::{paged, Paged};
 
 /// The answer to a conversation-end post.
 pub struct Recorded {
@@ -173,27 +175,16 @@ pub struct ListedEvent {
     pub next_attempt_at: DateTime<Utc>,
 }
 
-/// A page of the events of `status` (`pending` or `failed`), newest first,
-/// and how many there are.
-pub fn list_events(
-    db: &Db,
-    status: &str,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<ListedEvent>, i64), DbError> {
-    #[derive(Deserialize)]
-    struct Count {
-        total: i64,
-    }
-    let status = P::Str(status.to_owned());
-    let total = db
-        .read_single::<Count>(&events::COUNT_EVENTS, std::slice::from_ref(&status))?
-        .total;
-    let items = db.read(
+/// A page of the events of `status` (`pending` or `failed`), newest first.
+pub fn list_events(db: &Db, status: &str, page: Page) -> Result<Paged<ListedEvent>, DbError> {
+    let filters = vec![P::Str(status.to_owned())];
+    paged(
+        db,
+        &events::COUNT_EVENTS,
         &events::LIST_EVENTS,
-        &[status, P::Int64(limit), P::Int64(offset)],
-    )?;
-    Ok((items, total))
+        filters,
+        page,
+    )
 }
 
 /// Requeues the chosen `failed` events (others are left alone); how many.

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use spin_sdk::pg4::ParameterValue as P;
 
 use crate::db::{self, Db, DbError, DbErrorKind};
-use crate::store::{parsed, Status};
+use crate::http::Page;
+use crate::store::{paged, parsed, Paged, Status};
 
 /// A mapping as operators see it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,25 +93,18 @@ pub struct MappingFilter {
     pub is_active: Option<bool>,
 }
 
+/// A page of the mappings that pass `filter`.
 pub fn list_mappings(
     db: &Db,
     filter: &MappingFilter,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<Mapping>, i64), DbError> {
-    #[derive(Deserialize)]
-    struct Count {
-        total: i64,
-    }
+    page: Page,
+) -> Result<Paged<Mapping>, DbError> {
     let filters = vec![
         db::text_or_null(filter.level.map(|l| l.as_str())),
         db::text_or_null(filter.agent_type.map(|t| t.as_str())),
         filter.is_active.map(P::Boolean).unwrap_or(P::DbNull),
     ];
-    let total = db.read_single::<Count>(&mappings::COUNT, &filters)?.total;
-    let mut params = filters;
-    params.extend([P::Int64(limit), P::Int64(offset)]);
-    Ok((db.read(&mappings::LIST, &params)?, total))
+    paged(db, &mappings::COUNT, &mappings::LIST, filters, page)
 }
 
 pub fn get_mapping(db: &Db, id: i64) -> Result<Option<Mapping>, DbError> {

@@ -1,7 +1,7 @@
 //! Storage: every read and write of the service's Postgres state, as typed
 //! functions over the statements of `friendship-queries`, one module per
 //! concern as there: [`events`], [`friendship`], [`mappings`], [`metrics`], [`rejected`],
-//! [`retention`], [`health`].
+//! [`retention`], [`health`]; every list pages through [`paged`].
 //! Nothing outside this module, [`crate::db`] and [`crate::doorbell`] names
 //! a SQL statement.
 
@@ -10,6 +10,7 @@ pub mod friendship;
 pub mod health;
 pub mod mappings;
 pub mod metrics;
+pub mod paged;
 pub mod rejected;
 pub mod retention;
 
@@ -18,6 +19,7 @@ pub use friendship::*;
 pub use health::*;
 pub use mappings::*;
 pub use metrics::*;
+pub use paged::*;
 pub use rejected::*;
 pub use retention::*;
 

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use spin_sdk::pg4::ParameterValue as P;
 
 use crate::db::{self, Db, DbError};
+use crate::http::Page;
+use crate::store::{paged, Paged};
 
 /// Bytes of a rejected payload kept for operators.
 pub const PAYLOAD_HEAD_BYTES: usize = 4 * 1024;
@@ -70,17 +72,7 @@ pub struct RejectedMessage {
     pub received_at: DateTime<Utc>,
 }
 
-/// A page of rejected messages, newest first, and how many there are.
-pub fn list_rejected(
-    db: &Db,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<RejectedMessage>, i64), DbError> {
-    #[derive(Deserialize)]
-    struct Count {
-        total: i64,
-    }
-    let total = db.read_single::<Count>(&rejected::COUNT, &[])?.total;
-    let items = db.read(&rejected::LIST, &[P::Int64(limit), P::Int64(offset)])?;
-    Ok((items, total))
+/// A page of rejected messages, newest first.
+pub fn list_rejected(db: &Db, page: Page) -> Result<Paged<RejectedMessage>, DbError> {
+    paged(db, &rejected::COUNT, &rejected::LIST, Vec::new(), page)
 }
