@@ -4,8 +4,8 @@
 
 mod handlers;
 
-use friendship_edge::{serve, Route};
-use spin_sdk::http::{IncomingRequest, Method, Response};
+use friendship_edge::{respond, serve, Route};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 const ROUTES: &[Route] = &[
@@ -24,6 +24,6 @@ const ROUTES: &[Route] = &[
 ];
 
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
-    serve(request, ROUTES)
+fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    respond(serve(request, ROUTES), out)
 }

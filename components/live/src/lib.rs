@@ -9,17 +9,17 @@
 //! (`x-request-id`, the error schema, `405` with `Allow`), and is not logged
 //! when it succeeds.
 
-use friendship_edge::{serve, ApiError, Ctx, Reply, Route};
+use friendship_edge::{respond, serve, ApiError, Ctx, Reply, Route};
 use serde_json::json;
-use spin_sdk::http::{IncomingRequest, Method, Response};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 const ROUTES: &[Route] =
     &[Route::new(Method::Get, "/health/live", "liveness", liveness).unlogged()];
 
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
-    serve(request, ROUTES)
+fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    respond(serve(request, ROUTES), out)
 }
 
 /// `GET /health/live`.

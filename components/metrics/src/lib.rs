@@ -6,8 +6,8 @@
 
 mod handlers;
 
-use friendship_edge::{serve, Route};
-use spin_sdk::http::{IncomingRequest, Method, Response};
+use friendship_edge::{respond, serve, Route};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 // Every method reaches the handler, so that while `metrics_token` is empty
@@ -19,6 +19,6 @@ const ROUTES: &[Route] = &[
 ];
 
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
-    serve(request, ROUTES)
+fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    respond(serve(request, ROUTES), out)
 }

@@ -76,7 +76,9 @@ pub async fn serve(listener: TcpListener, app: Arc<HttpApp>, mut shutdown: watch
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
+                // No TCP_NODELAY: Spin (3.6.3, 4.0.2) sets none, so a
+                // response whose head goes out before its body can wait for
+                // the client's delayed acknowledgement here as it does there.
                 let app = app.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {

@@ -1,7 +1,8 @@
 //! The request pipeline every HTTP component shares ([`serve`]): the request
 //! id ([`request_id`]), the route table with 404 and 405 with `Allow`
 //! ([`routing`]), strict JSON bodies ([`body`]), query strings and pages
-//! ([`query`]), JSON answers, and one structured log line per request.
+//! ([`query`]), JSON answers sent whole ([`respond`]), and one structured
+//! log line per request.
 //!
 //! A component hands [`serve`] the `wasi:http` request itself, not the
 //! SDK's `Request` (whose conversion reads the whole body into memory before
@@ -27,10 +28,12 @@ use crate::log;
 mod body;
 mod query;
 mod request_id;
+mod respond;
 mod routing;
 
 pub use body::{decode_json, read_bounded, BodyRead};
 pub use query::{parse_query, Limit, Offset, Page};
+pub use respond::respond;
 pub use routing::Route;
 
 use query::PageQuery;
@@ -107,10 +110,7 @@ impl Ctx<'_> {
     /// hold nothing else.
     pub fn page(&self) -> Result<Page, ApiError> {
         let query: PageQuery = self.query()?;
-        Ok(Page {
-            limit: query.limit.get(),
-            offset: query.offset.get(),
-        })
+        Ok(Page::of(query.limit, query.offset))
     }
 
     /// The value of a header the request may carry at most once (`None`
