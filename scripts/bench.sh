@@ -156,7 +156,8 @@ if [[ -n "${PEERS_DIR:-}" ]]; then
     JWT_SECRET=$SPIN_VARIABLE_JWT_SECRET REDIS_URL=$(python3 scripts/urls.py redis-db "$REDIS_URL" 0) \
         DATABASE_URL=$DATABASE_URL "${uvicorn[@]}" --port "$peer_end_listen" fastapi_end:app >"$out/peer-end.log" 2>&1 &
     peer_pids+=($!)
-    peer_env=(PEER_SUGGEST_URL="http://127.0.0.1:$peer_suggest_listen" PEER_END_URL="http://127.0.0.1:$peer_end_listen")
+    peer_env=(PEER_SUGGEST_URL="http://127.0.0.1:$peer_suggest_listen" PEER_END_URL="http://127.0.0.1:$peer_end_listen"
+        PEER_KV_REDIS_URL="$(python3 scripts/urls.py redis-db "$REDIS_URL" 1)")
 fi
 
 services_wait_for_200 "http://$baseline_listen/" "$baseline_pid" "$out/baseline.log" "$START_TIMEOUT"

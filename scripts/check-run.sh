@@ -81,7 +81,9 @@ assert second["cached"] is True, second
 EOF
 redis_port=$(sed -n 's/.*started a private Redis on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out/run.log" | head -n 1)
 [[ -n "$redis_port" ]] || fail "run.sh did not start a private Redis"
-[[ "$(redis-cli -p "$redis_port" -n 1 exists candidates:check-run-user)" == 1 ]] ||
+# The user's slot of cache_slots (scripts/cache_slot.py computes it as the service does).
+key=$(python3 scripts/cache_slot.py check-run-user)
+redis-cli -p "$redis_port" -n 1 get "$key" | grep -q '"user_id":"check-run-user"' ||
     fail "the cached candidates are not in database 1 of the private Redis"
 echo "check-run: the second suggest came from the key-value cache, kept in the private Redis" >&2
 

@@ -131,6 +131,15 @@ PY
 cached_user="load-hit-$run_id"
 curl -fsS -X POST "$BASE_URL/api/v1/activities/suggest" -H "authorization: Bearer $service" \
     -H 'content-type: application/json' -d "{\"user_id\":\"$cached_user\"}" >/dev/null
+# The suggest peer reads the record under the key of the plan's design,
+# `candidates:{user_id}`; the app keeps it in the user's slot of cache_slots
+# (scripts/cache_slot.py): the same record is copied there.
+if [[ -n "$PEER_SUGGEST_URL" && -n "${PEER_KV_REDIS_URL:-}" ]]; then
+    key=$(python3 scripts/cache_slot.py "$cached_user")
+    record=$(redis-cli -u "$PEER_KV_REDIS_URL" --no-auth-warning get "$key")
+    [[ "$record" == *"\"user_id\":\"$cached_user\""* ]] || { echo "load: the cached record of $cached_user is not in its slot" >&2; exit 1; }
+    redis-cli -u "$PEER_KV_REDIS_URL" --no-auth-warning set "candidates:$cached_user" "$record" >/dev/null
+fi
 
 summarise() {
     python3 - "$1" "$2" "$3" <<'PY'

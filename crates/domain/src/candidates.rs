@@ -1,9 +1,11 @@
-//! The cached candidate record (`candidates:{user_id}` in Spin key-value)
-//! and the whole suggestion computed from it.
+//! The cached candidate record (in one of `cache_slots` key-value slots,
+//! [`candidates_key`]) and the whole suggestion computed from it.
 //!
 //! Key-value has no TTL, so the record carries its own expiry and the
 //! catalogue version it was built from; a record that is expired, from
-//! another catalogue version or of another format is a cache miss.
+//! another catalogue version, of another format or of another user (sharing
+//! the slot) is a cache miss. The slots bound the cache: however many users
+//! are ever suggested, the store holds at most `cache_slots` records.
 
 use std::collections::BTreeMap;
 
@@ -26,9 +28,18 @@ pub const CANDIDATE_FORMAT: u32 = 1;
 /// Key-value key holding the catalogue version the components compare with.
 pub const CATALOGUE_VERSION_KEY: &str = "catalogue:version";
 
-/// Key-value key of a user's cached candidates: `candidates:{user_id}`.
-pub fn candidates_key(user_id: &str) -> String {
-    format!("candidates:{user_id}")
+/// Key-value key of the slot that holds a user's cached candidates, one of
+/// `slots` (at least 1): `candidates-slot:{n}`, where `n` is the first 8
+/// bytes of SHA-256 of the user id, big-endian, modulo `slots`. Users whose
+/// ids share a slot evict each other's record (each sees a miss); the record
+/// names its user, so one is never served another's.
+pub fn candidates_key(user_id: &str, slots: u32) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(user_id.as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    let slot = u64::from_be_bytes(head) % u64::from(slots.max(1));
+    format!("candidates-slot:{slot}")
 }
 
 /// Everything `suggest` needs about one user, cached. The agent lists hold
@@ -374,8 +385,26 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_key_names_the_user() {
-        assert_eq!(candidates_key("u-123"), "candidates:u-123");
+    fn the_cache_key_is_the_users_slot() {
+        // SHA-256("u-123") begins 0x50e80268bfa82fe1: the slot is fixed by
+        // the id and the count, so a new release finds the last one's records.
+        assert_eq!(candidates_key("u-123", 1000), "candidates-slot:969");
+        assert_eq!(candidates_key("u-123", 1), "candidates-slot:0");
+        assert_eq!(candidates_key("u-123", 0), "candidates-slot:0");
+        let key = candidates_key("u-123", 1 << 20);
+        assert_eq!(key, candidates_key("u-123", 1 << 20));
+        assert!(key.starts_with("candidates-slot:"));
+    }
+
+    proptest::proptest! {
+        /// Every user id maps to one of the slots, the same one every time.
+        #[test]
+        fn every_user_has_one_slot_among_the_configured_ones(user in ".{0,80}", slots in 1u32..5000) {
+            let key = candidates_key(&user, slots);
+            let n: u32 = key.strip_prefix("candidates-slot:").unwrap().parse().unwrap();
+            proptest::prop_assert!(n < slots);
+            proptest::prop_assert_eq!(key, candidates_key(&user, slots));
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The candidate cache: a miss then hits; never stale after a level or a
-//! catalogue change; the request's context honoured on a hit; counts exposed.
+//! catalogue change; the request's context honoured on a hit; counts
+//! exposed; never more records than `cache_slots`.
+
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value};
 
-use crate::support::{isolated, run, shared, user};
+use crate::support::{isolated, isolated_after, run, shared, user};
 
 fn agent_ids(resp: &Value) -> Vec<String> {
     let mut ids: Vec<String> = Vec::new();
@@ -216,6 +219,98 @@ fn a_wrong_catalogue_version_in_key_value_is_repaired_by_the_next_miss() {
                 "the hit rate recovers by itself"
             );
         }
+        env.shutdown().await;
+    });
+}
+
+#[test]
+fn the_cache_never_holds_more_records_than_its_slots_and_never_serves_another_users() {
+    run(async {
+        const SLOTS: usize = 4;
+        const USERS: usize = 40;
+        let extra = HashMap::from([("cache_slots".to_string(), SLOTS.to_string())]);
+        let env = isolated_after(extra, |_| async {}).await;
+        let service = env.token("cache-filler", "service");
+        let users: Vec<String> = (0..USERS).map(|_| user("slots")).collect();
+        // Every other user a friend, so that a record served to the wrong
+        // user would show in the answer's level.
+        let level_of = |n: usize| if n % 2 == 0 { "stranger" } else { "friend" };
+        for (n, u) in users.iter().enumerate() {
+            if level_of(n) == "friend" {
+                let body = json!({ "user_id": u, "friendship_score_change": 600 });
+                env.update(&service, &body).await.expect(200);
+            }
+            let first = env.suggest(&service, u, None).await;
+            first.expect(200);
+            assert_eq!(
+                first.json["cached"], false,
+                "{u}: a first suggest is a miss"
+            );
+            // Right after its own miss, a user's record is in its slot.
+            let again = env.suggest(&service, u, None).await;
+            again.expect(200);
+            assert_eq!(
+                again.json["cached"], true,
+                "{u} (#{n}): a hit right after its miss"
+            );
+            assert_eq!(
+                again.json["friendship_level"],
+                level_of(n),
+                "{u}: its own record"
+            );
+        }
+
+        let kv = redis::Client::open(format!("{}/1", env.redis_url)).unwrap();
+        let mut kv = kv.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("candidates*")
+            .query_async(&mut kv)
+            .await
+            .unwrap();
+        assert!(
+            !keys.is_empty() && keys.len() <= SLOTS,
+            "{USERS} users suggested, {SLOTS} slots: the store holds {keys:?}"
+        );
+        // Each slot holds the record of the last user suggested in it.
+        let mut holders = HashSet::new();
+        for key in &keys {
+            let record: String = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut kv)
+                .await
+                .unwrap();
+            let record: Value = serde_json::from_str(&record).unwrap();
+            let holder = record["user_id"].as_str().unwrap().to_string();
+            assert!(users.contains(&holder), "{key} holds {holder}");
+            holders.insert(holder);
+        }
+
+        // Every user is still answered as itself: a hit when its record is
+        // still in its slot, a miss (never another user's record) otherwise.
+        let mut hits = 0;
+        for (n, u) in users.iter().enumerate() {
+            let answer = env.suggest(&service, u, None).await;
+            answer.expect(200);
+            assert_eq!(
+                answer.json["friendship_level"],
+                level_of(n),
+                "{u}: its own record"
+            );
+            if answer.json["cached"] == true {
+                hits += 1;
+                assert!(
+                    holders.contains(u),
+                    "{u}: a hit whose record had been evicted"
+                );
+            }
+        }
+        assert!(hits <= SLOTS, "at most one hit per slot in a round: {hits}");
+        let after: Vec<String> = redis::cmd("KEYS")
+            .arg("candidates*")
+            .query_async(&mut kv)
+            .await
+            .unwrap();
+        assert!(after.len() <= SLOTS, "still bounded: {after:?}");
         env.shutdown().await;
     });
 }
