@@ -64,9 +64,15 @@ pub fn update_friendship(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         .map(|(name, update)| (name.as_str().to_owned(), update))
         .collect();
 
+    let max_topics = friendship_edge::config::max_topics_per_user()?;
     let db = Db::open()?;
-    let changed =
-        store::apply_service_update(&db, &user_id, request.friendship_score_change, &topics)?;
+    let changed = store::apply_service_update(
+        &db,
+        &user_id,
+        request.friendship_score_change,
+        &topics,
+        max_topics,
+    )?;
     cache::after_change(&changed, store::Cause::ServiceUpdate);
     let level_changed = changed.level_changed();
     Reply::ok(&UpdateResponse {

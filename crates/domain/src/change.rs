@@ -56,6 +56,32 @@ fn naive_utc<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D
     Ok(Option::<NaiveDateTime>::deserialize(d)?.map(|t| t.and_utc()))
 }
 
+/// The bounds every change keeps, from the deployment's variables.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// The most topics a user keeps (`max_topics_per_user`, at least 1):
+    /// past it, the least recently engaged go (ties: the name that sorts
+    /// last in byte order goes first), in the statement that merges them.
+    pub max_topics_per_user: u16,
+    /// The most points conversations may add to a user's score per UTC day
+    /// (`daily_score_cap`); 0 turns the cap off. Service updates are never
+    /// capped.
+    pub daily_score_cap: f64,
+}
+
+impl Limits {
+    /// The defaults of `spin.toml`.
+    pub const DEFAULT: Limits = Limits {
+        max_topics_per_user: 100,
+        daily_score_cap: 450.0,
+    };
+
+    /// The cap a conversation's change carries: None when the cap is off.
+    pub fn conversation_cap(&self) -> Option<f64> {
+        (self.daily_score_cap > 0.0).then_some(self.daily_score_cap)
+    }
+}
+
 /// One change to apply to a user's status: an element of the JSON array
 /// `friendship::APPLY_CHANGES` reads (its documentation says what each field
 /// does there).
@@ -74,14 +100,25 @@ pub struct Change {
     pub cause: Cause,
     /// An interaction sets the last interaction to the transaction's `now()`.
     pub interaction: bool,
+    /// The most topics the user keeps after this change
+    /// ([`Limits::max_topics_per_user`]).
+    pub max_topics: i32,
+    /// The day's budget of score gain ([`Limits::daily_score_cap`]): the
+    /// statement applies at most what is left of it on the user's UTC day;
+    /// None applies `score_change` whole (a service update, or the cap off).
+    /// What a conversation applies counts towards the day whatever this is.
+    pub daily_score_cap: Option<f64>,
 }
 
 impl Change {
-    /// A service update: score and topics only, no interaction, no event.
+    /// A service update: score and topics only, no interaction, no event;
+    /// never capped by the daily score cap (the operator's tool), but the
+    /// user's topics kept within `max_topics_per_user`.
     pub fn service_update(
         user_id: &str,
         score_change: f64,
         topics: BTreeMap<String, TopicUpdate>,
+        max_topics_per_user: u16,
     ) -> Change {
         Change {
             user_id: user_id.to_owned(),
@@ -93,17 +130,21 @@ impl Change {
             processing_id: None,
             cause: Cause::ServiceUpdate,
             interaction: false,
+            max_topics: i32::from(max_topics_per_user),
+            daily_score_cap: None,
         }
     }
 }
 
 /// The change conversation `processing_id` (its `metadata`, scored at the
-/// transaction's `now`) makes for a user whose row is `locked`.
+/// transaction's `now`) makes for a user whose row is `locked`, within
+/// `limits`.
 pub fn plan(
     locked: &Locked,
     processing_id: Uuid,
     metadata: &ConversationMetadata,
     now: DateTime<Utc>,
+    limits: &Limits,
 ) -> Change {
     let streak = next_streak(
         locked.last_interaction.map(|t| t.date_naive()),
@@ -120,6 +161,8 @@ pub fn plan(
         processing_id: Some(processing_id),
         cause: Cause::Conversation,
         interaction: true,
+        max_topics: i32::from(limits.max_topics_per_user),
+        daily_score_cap: limits.conversation_cap(),
     }
 }
 
@@ -198,8 +241,12 @@ mod tests {
         .unwrap();
         let now = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
         let id = Uuid::nil();
-        let change = plan(&locked(), id, &metadata, now);
+        let change = plan(&locked(), id, &metadata, now, &Limits::DEFAULT);
         assert_eq!(change.streak_day, Some(3));
+        assert_eq!(
+            (change.max_topics, change.daily_score_cap),
+            (100, Some(450.0))
+        );
         assert_eq!(change.score_change, 15.0);
         assert!(change.interaction);
         let after = locked().after(&change, now, Level::Friend);
@@ -207,7 +254,7 @@ mod tests {
         assert_eq!(after.streak_day, 3);
         assert_eq!(after.friendship_level, Level::Friend);
         let kept = locked().after(
-            &Change::service_update("u", 1.0, BTreeMap::new()),
+            &Change::service_update("u", 1.0, BTreeMap::new(), 100),
             now,
             Level::Friend,
         );
@@ -226,9 +273,32 @@ mod tests {
 
     #[test]
     fn a_change_serialises_every_field() {
-        let json = serde_json::to_value(Change::service_update("u", 1.5, BTreeMap::new())).unwrap();
+        let json =
+            serde_json::to_value(Change::service_update("u", 1.5, BTreeMap::new(), 100)).unwrap();
         assert_eq!(json["cause"], "service_update");
         assert_eq!(json["interaction"], false);
         assert!(json["streak_day"].is_null());
+        assert_eq!(json["max_topics"], 100);
+        assert!(
+            json["daily_score_cap"].is_null(),
+            "a service update is never capped"
+        );
+    }
+
+    #[test]
+    fn a_cap_of_zero_leaves_conversations_uncapped() {
+        let off = Limits {
+            max_topics_per_user: 7,
+            daily_score_cap: 0.0,
+        };
+        assert_eq!(off.conversation_cap(), None);
+        assert_eq!(Limits::DEFAULT.conversation_cap(), Some(450.0));
+        let metadata: ConversationMetadata = serde_json::from_str(
+            r#"{"total_turns":4,"user_initiated_questions":1,"emotion":"happy",
+                "new_memories_count":0,"topics":[]}"#,
+        )
+        .unwrap();
+        let change = plan(&locked(), Uuid::nil(), &metadata, Utc::now(), &off);
+        assert_eq!((change.max_topics, change.daily_score_cap), (7, None));
     }
 }

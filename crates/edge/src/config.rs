@@ -80,3 +80,35 @@ impl Retention {
         })
     }
 }
+
+/// Why a limit of [`limits`] is refused.
+fn invalid(name: &'static str, raw: String) -> ConfigError {
+    ConfigError::NotANumber { name, raw }
+}
+
+/// The most topics a user keeps (`max_topics_per_user`): a whole number from
+/// 1 to 65,535.
+pub fn max_topics_per_user() -> Result<u16, ConfigError> {
+    let value: std::num::NonZeroU16 = number("max_topics_per_user")?;
+    Ok(value.get())
+}
+
+/// The daily score-gain cap per user (`daily_score_cap`): a finite number of
+/// points, 0 or more (0 turns it off).
+pub fn daily_score_cap() -> Result<f64, ConfigError> {
+    let value: f64 = number("daily_score_cap")?;
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(invalid("daily_score_cap", value.to_string()))
+    }
+}
+
+/// The bounds every change of the scorer keeps (`max_topics_per_user`,
+/// `daily_score_cap`).
+pub fn limits() -> Result<friendship_domain::Limits, ConfigError> {
+    Ok(friendship_domain::Limits {
+        max_topics_per_user: max_topics_per_user()?,
+        daily_score_cap: daily_score_cap()?,
+    })
+}

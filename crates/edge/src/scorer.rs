@@ -34,7 +34,7 @@ use crate::config::{self, RetryPolicy};
 use crate::db::{Db, DbError, DbErrorKind};
 use crate::inbound;
 use crate::log;
-use crate::store::{self, Cause, Change, Changed, Claimed, Locked};
+use crate::store::{self, Cause, Change, Changed, Claimed, Limits, Locked};
 use spin_sdk::redis::{RedisParameter, RedisResult};
 
 /// Events claimed per transaction.
@@ -111,6 +111,7 @@ fn wake(
     stream: &inbound::Stream,
 ) -> Result<bool, WakeError> {
     let policy = RetryPolicy::load()?;
+    let limits = config::limits()?;
     let db = Db::open()?;
     // Before anything is claimed: events committed from now on ring again.
     crate::doorbell::clear(&db)?;
@@ -124,7 +125,7 @@ fn wake(
     if due.unfinished {
         finish_unfinished(&db)?;
     }
-    let due_left = due.due && !score_due(&db, &policy)?;
+    let due_left = due.due && !score_due(&db, &policy, &limits)?;
     // Nothing to score and the stream drained: an idle wake-up, retention's
     // turn, so deleting never competes with scoring.
     if !due.due && !due.unfinished && !stream_left {
@@ -202,12 +203,12 @@ fn self_tick(interval: Duration, wait: bool, stream: &inbound::Stream) {
 
 /// Scores due events in batches until none is left (true) or the wake-up's
 /// budget is spent (false).
-fn score_due(db: &Db, policy: &RetryPolicy) -> Result<bool, DbError> {
+fn score_due(db: &Db, policy: &RetryPolicy, limits: &Limits) -> Result<bool, DbError> {
     let started = Instant::now();
     let mut scored = 0usize;
     let mut finished = false;
     while scored < MAX_EVENTS_PER_WAKE && started.elapsed() < MAX_WAKE_DURATION {
-        let done = score_batch(db, policy)?;
+        let done = score_batch(db, policy, limits)?;
         if done == 0 {
             finished = true;
             break;
@@ -278,12 +279,12 @@ fn ring() {
 /// event). If an event fails, that transaction is rolled back whole and the
 /// batch is claimed again and run with a savepoint per event, so the failure
 /// is recorded against its own event only.
-fn score_batch(db: &Db, policy: &RetryPolicy) -> Result<usize, DbError> {
-    let outcomes = match db.transaction(|db| counted_batch(db, policy, false)) {
+fn score_batch(db: &Db, policy: &RetryPolicy, limits: &Limits) -> Result<usize, DbError> {
+    let outcomes = match db.transaction(|db| counted_batch(db, policy, limits, false)) {
         Ok(outcomes) => outcomes,
         // An outage too: a real one fails the careful pass at once, and an
         // event whose own failure only looks like one is found there.
-        Err(_) => db.transaction(|db| counted_batch(db, policy, true))?,
+        Err(_) => db.transaction(|db| counted_batch(db, policy, limits, true))?,
     };
     let mut invalidated = Vec::new();
     for (event, outcome) in &outcomes {
@@ -300,9 +301,10 @@ fn score_batch(db: &Db, policy: &RetryPolicy) -> Result<usize, DbError> {
 fn counted_batch(
     db: &Db,
     policy: &RetryPolicy,
+    limits: &Limits,
     careful: bool,
 ) -> Result<Vec<(Claimed, Outcome)>, DbError> {
-    let outcomes = run_batch(db, policy, careful)?;
+    let outcomes = run_batch(db, policy, limits, careful)?;
     let claimed: Vec<_> = outcomes.iter().map(|(e, _)| e.processing_id).collect();
     store::count_batch(db, &claimed)?;
     Ok(outcomes)
@@ -333,6 +335,7 @@ fn finish_unfinished(db: &Db) -> Result<(), DbError> {
 fn run_batch(
     db: &Db,
     policy: &RetryPolicy,
+    limits: &Limits,
     careful: bool,
 ) -> Result<Vec<(Claimed, Outcome)>, DbError> {
     let mut claimed = store::claim_due(db, BATCH_SIZE)?;
@@ -360,13 +363,19 @@ fn run_batch(
     let mut users = BTreeMap::new();
     if careful {
         for (k, (i, _)) in decoded.iter().enumerate() {
-            outcomes[*i] = Some(apply_alone(db, users_of(&[k])[0], &mut users, policy)?);
+            outcomes[*i] = Some(apply_alone(
+                db,
+                users_of(&[k])[0],
+                &mut users,
+                policy,
+                limits,
+            )?);
         }
     } else if !decoded.is_empty() {
         let ids = decoded.iter().map(|(i, _)| claimed[*i].user_id.as_str());
         users = store::lock_users(db, ids.clone())?;
         for round in rounds(ids) {
-            let changed = apply(db, &users_of(&round), &mut users)?;
+            let changed = apply(db, &users_of(&round), &mut users, limits)?;
             for (k, changed) in round.into_iter().zip(changed) {
                 outcomes[decoded[k].0] = Some(Outcome::Scored(changed));
             }
@@ -388,6 +397,7 @@ fn apply(
     db: &Db,
     events: &[(&Claimed, &ConversationMetadata)],
     users: &mut BTreeMap<String, Locked>,
+    limits: &Limits,
 ) -> Result<Vec<Option<Changed>>, DbError> {
     let changes: Vec<Change> = events
         .iter()
@@ -397,6 +407,7 @@ fn apply(
                 event.processing_id,
                 metadata,
                 event.now,
+                limits,
             )
         })
         .collect();
@@ -443,6 +454,7 @@ fn apply_alone(
     (event, metadata): (&Claimed, &ConversationMetadata),
     users: &mut BTreeMap<String, Locked>,
     policy: &RetryPolicy,
+    limits: &Limits,
 ) -> Result<Outcome, DbError> {
     let known = users.get(&event.user_id).cloned();
     let applied = db.savepoint(|db| {
@@ -452,7 +464,7 @@ fn apply_alone(
             None => store::lock_user(db, &event.user_id)?,
         };
         user.insert(event.user_id.clone(), locked);
-        let changed = apply(db, &[(event, metadata)], &mut user)?;
+        let changed = apply(db, &[(event, metadata)], &mut user, limits)?;
         Ok::<_, DbError>((changed.into_iter().next().flatten(), user))
     });
     match applied {

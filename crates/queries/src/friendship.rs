@@ -92,10 +92,11 @@ FOR UPDATE"
 /// not name, so a native test (`tests/sql/friendship.rs`) checks that the
 /// column list names exactly the fields of `Change`, with matching types:
 /// - `user_id` text
-/// - `score_change` float8 (the new score is floored at 0 and kept to 10
-///   decimal places: an exact NUMERIC sum closer to a level boundary than a
-///   double can tell, such as 499.99999999999999, would read back as `500`
-///   with the level `acquaintance`; rounded, score and level always agree)
+/// - `score_change` float8, the change asked for (the new score is floored
+///   at 0 and kept to 10 decimal places: an exact NUMERIC sum closer to a
+///   level boundary than a double can tell, such as 499.99999999999999,
+///   would read back as `500` with the level `acquaintance`; rounded, score
+///   and level always agree)
 /// - `turns_increment` int8
 /// - `streak_day` int4, or null to keep it
 /// - `last_emotion` text, or null to keep it
@@ -110,6 +111,25 @@ FOR UPDATE"
 /// - `cause` text: `conversation` or `service_update`
 /// - `interaction` bool: the change is an interaction (sets
 ///   `last_interaction_date` to now)
+/// - `max_topics` int4: the most topics the user keeps. When the merged
+///   topics are more, the least recently engaged go (the oldest
+///   `last_date`; among equal dates the name that sorts last in byte order
+///   goes first), in this statement, on the locked row: the bound holds
+///   under any concurrency. A user above the bound (a lower bound deployed)
+///   is brought within it by its next change.
+/// - `daily_score_cap` float8, or null: the day's budget of score gain. A
+///   positive `score_change` is applied only up to what is left of it on the
+///   current UTC day (`now() AT TIME ZONE 'UTC'`): `daily_gain` counts what
+///   conversations applied on `daily_gain_date` (another day counts as 0).
+///   Null applies the change whole. A conversation's applied change always
+///   counts towards its day (so turning the cap on mid-day counts what came
+///   before); a service update neither counts nor is capped. The row is
+///   locked and the budget read and spent in this statement, so concurrent
+///   events never pass the cap together.
+///
+/// The history line keeps both figures: `score_change` (asked) and
+/// `score_applied` (what the cap let through; `score_after` is
+/// `max(0, score_before + score_applied)`).
 ///
 /// Affects one row (a level transition) per change that moved its user's
 /// level: the caller learns whether any level moved without reading back.
@@ -117,43 +137,68 @@ pub const APPLY_CHANGES: Write = crate::write!(
     "WITH c AS (
     SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS c(
         user_id text, score_change float8, turns_increment int8, streak_day int4,
-        last_emotion text, topics jsonb, processing_id uuid, cause text, interaction bool)
+        last_emotion text, topics jsonb, processing_id uuid, cause text, interaction bool,
+        max_topics int4, daily_score_cap float8)
 ), before AS (
-    SELECT fs.user_id, fs.friendship_score, fs.friendship_level
+    SELECT fs.user_id, fs.friendship_score, fs.friendship_level,
+           CASE WHEN fs.daily_gain_date = (now() AT TIME ZONE 'UTC')::date
+                THEN fs.daily_gain ELSE 0 END AS gained_today
     FROM friendship_status AS fs
     JOIN c ON c.user_id = fs.user_id
     FOR UPDATE OF fs
+), a AS (
+    SELECT c.*, before.gained_today,
+           CASE WHEN c.daily_score_cap IS NULL OR c.score_change <= 0
+                THEN c.score_change::numeric
+                ELSE LEAST(c.score_change::numeric,
+                           GREATEST(0, c.daily_score_cap::numeric - before.gained_today))
+           END AS score_applied
+    FROM c
+    JOIN before ON before.user_id = c.user_id
 ), updated AS (
     UPDATE friendship_status AS fs
-    SET friendship_score = round(GREATEST(0, fs.friendship_score + c.score_change::numeric), 10),
-        total_turns = fs.total_turns + c.turns_increment,
-        streak_day = COALESCE(c.streak_day, fs.streak_day),
-        last_emotion = COALESCE(c.last_emotion, fs.last_emotion),
-        last_interaction_date = CASE WHEN c.interaction THEN now() ELSE fs.last_interaction_date END,
-        topic_metrics = fs.topic_metrics || COALESCE((
-            SELECT jsonb_object_agg(u.key, jsonb_build_object(
-                'score', GREATEST(0, COALESCE((fs.topic_metrics -> u.key ->> 'score')::numeric, 0)
-                                     + (u.value ->> 'score_change')::numeric),
-                'total_turns', COALESCE((fs.topic_metrics -> u.key ->> 'total_turns')::int8, 0)
-                               + (u.value ->> 'turns_increment')::int8,
-                'last_date', u.value -> 'last_date'))
-            FROM jsonb_each(COALESCE(c.topics, '{}'::jsonb)) AS u), '{}'::jsonb),
+    SET friendship_score = round(GREATEST(0, fs.friendship_score + a.score_applied), 10),
+        total_turns = fs.total_turns + a.turns_increment,
+        streak_day = COALESCE(a.streak_day, fs.streak_day),
+        last_emotion = COALESCE(a.last_emotion, fs.last_emotion),
+        last_interaction_date = CASE WHEN a.interaction THEN now() ELSE fs.last_interaction_date END,
+        daily_gain = CASE WHEN a.cause = 'conversation'
+                          THEN a.gained_today + GREATEST(0, a.score_applied)
+                          ELSE fs.daily_gain END,
+        daily_gain_date = CASE WHEN a.cause = 'conversation'
+                               THEN (now() AT TIME ZONE 'UTC')::date
+                               ELSE fs.daily_gain_date END,
+        topic_metrics = (
+            SELECT COALESCE(jsonb_object_agg(kept.key, kept.value), '{}'::jsonb)
+            FROM (
+                SELECT m.key, m.value
+                FROM jsonb_each(fs.topic_metrics || COALESCE((
+                    SELECT jsonb_object_agg(u.key, jsonb_build_object(
+                        'score', GREATEST(0, COALESCE((fs.topic_metrics -> u.key ->> 'score')::numeric, 0)
+                                             + (u.value ->> 'score_change')::numeric),
+                        'total_turns', COALESCE((fs.topic_metrics -> u.key ->> 'total_turns')::int8, 0)
+                                       + (u.value ->> 'turns_increment')::int8,
+                        'last_date', u.value -> 'last_date'))
+                    FROM jsonb_each(COALESCE(a.topics, '{}'::jsonb)) AS u), '{}'::jsonb)) AS m
+                ORDER BY (m.value ->> 'last_date')::timestamptz DESC, m.key COLLATE \"C\"
+                LIMIT GREATEST(a.max_topics, 1)
+            ) AS kept),
         updated_at = now()
-    FROM c
-    JOIN before ON before.user_id = c.user_id
-    WHERE fs.user_id = c.user_id
+    FROM a
+    WHERE fs.user_id = a.user_id
     RETURNING fs.user_id, fs.friendship_score, fs.friendship_level
 ), applied AS (
-    SELECT c.user_id, c.score_change, c.processing_id, c.cause,
+    SELECT a.user_id, a.score_change, a.score_applied, a.processing_id, a.cause,
            before.friendship_score AS score_before, before.friendship_level AS level_before,
            updated.friendship_score AS score_after, updated.friendship_level AS level_after
-    FROM c
-    JOIN before ON before.user_id = c.user_id
-    JOIN updated ON updated.user_id = c.user_id
+    FROM a
+    JOIN before ON before.user_id = a.user_id
+    JOIN updated ON updated.user_id = a.user_id
 ), history AS (
     INSERT INTO friendship_score_history
-        (user_id, cause, processing_id, score_change, score_before, score_after)
-    SELECT user_id, cause, processing_id, score_change::numeric, score_before, score_after
+        (user_id, cause, processing_id, score_change, score_applied, score_before, score_after)
+    SELECT user_id, cause, processing_id, score_change::numeric, score_applied, score_before,
+           score_after
     FROM applied
 ), marked AS (
     UPDATE conversation_events AS e

@@ -409,8 +409,9 @@ fn score_history_keeps_one_line_per_event_and_transitions_are_real_changes() {
         .await
         .unwrap();
         let history = "INSERT INTO friendship_score_history
-                           (user_id, cause, processing_id, score_change, score_before, score_after)
-                       VALUES ('u-1', $1, $2, $3, $4, $5)";
+                           (user_id, cause, processing_id, score_change, score_applied,
+                            score_before, score_after)
+                       VALUES ('u-1', $1, $2, $3, $3, $4, $5)";
         let line = |cause: &'static str, processing_id: Option<uuid::Uuid>, after: f64| {
             sqlx::query(history)
                 .bind(cause)

@@ -3,7 +3,8 @@
 //! and Redis. One binary; every test works on its own users, so tests are
 //! independent of each other and of their order.
 //!
-//! Modules: [`routes`] (each route's happy path), [`errors`] (every error
+//! Modules: [`routes`] (each route's happy path), [`bounds`] (the topics a
+//! user keeps and the daily score cap, under floods and concurrency), [`errors`] (every error
 //! class), [`roles`] (the role matrix), [`scoring`] (asynchronous scoring,
 //! idempotency, concurrency), [`levels`] (crossings, history, invalidation),
 //! [`cache`] (hits, misses, staleness), [`producers`] (events published on
@@ -20,6 +21,7 @@
 //! `SPIN_COMPAT` (`3.6`, `4.0`, `4.1`; `4.0` when unset) picks the Spin line
 //! the host imitates; `scripts/test.sh` runs the suite under `3.6` and `4.0`.
 
+mod bounds;
 mod cache;
 mod compat;
 mod errors;

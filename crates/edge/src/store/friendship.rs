@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-pub use friendship_domain::{Cause, Change, Locked};
+pub use friendship_domain::{Cause, Change, Limits, Locked};
 use friendship_domain::{Emotion, Level, TopicMetric, TopicUpdate};
 use friendship_queries::friendship;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -143,19 +143,105 @@ pub fn changed(db: &Db, user_id: &str, locked: &Locked) -> Result<Changed, DbErr
     })
 }
 
-/// A service update: creates the user when new and applies the change, in one transaction.
+/// A service update: creates the user when new and applies the change, in
+/// one transaction. Never capped by the daily score cap (the operator's
+/// tool); its topics are kept within `max_topics_per_user`.
 pub fn apply_service_update(
     db: &Db,
     user_id: &str,
     score_change: f64,
     topics: &BTreeMap<String, TopicUpdate>,
+    max_topics_per_user: u16,
 ) -> Result<Changed, DbError> {
     db.transaction(|db| {
         let locked = lock_user(db, user_id)?;
         apply_change(
             db,
-            &Change::service_update(user_id, score_change, topics.clone()),
+            &Change::service_update(user_id, score_change, topics.clone(), max_topics_per_user),
         )?;
         changed(db, user_id, &locked)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use friendship_domain::{CandidateRecord, Limits, TopicName, UserId};
+
+    /// The documented worst case (README, "Bounded per-user state") of the
+    /// status answer's bytes with `max_topics_per_user` at its default.
+    const WORST_STATUS_BYTES: usize = 50_986;
+    /// The same for the cached record without its agents.
+    const WORST_RECORD_BYTES_WITHOUT_AGENTS: usize = 51_082;
+
+    /// A valid name of `chars` characters that JSON escapes as `\u00XX`
+    /// (6 bytes each), distinct for each `n`: no longer one can be written.
+    fn worst_name(n: usize, chars: usize) -> String {
+        // Control characters that are not whitespace (never trimmed) and
+        // have no two-byte escape (\b, \t, \n, \f, \r).
+        let six: Vec<char> = (1u8..0x20)
+            .filter(|b| ![0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d].contains(b))
+            .map(char::from)
+            .collect();
+        let mut name: Vec<char> = vec![six[0]; chars];
+        name[0] = six[n % six.len()];
+        name[chars - 1] = six[(n / six.len()) % six.len()];
+        name.into_iter().collect()
+    }
+
+    #[test]
+    fn the_status_answer_and_the_cached_record_stay_within_their_documented_worst_case() {
+        let max = usize::from(Limits::DEFAULT.max_topics_per_user);
+        let last_date = Utc
+            .with_ymd_and_hms(9998, 12, 31, 23, 59, 59)
+            .unwrap()
+            .checked_add_signed(chrono::Duration::nanoseconds(999_999_999))
+            .unwrap();
+        let topics: BTreeMap<String, TopicMetric> = (0..max)
+            .map(|n| {
+                let name = TopicName::parse(&worst_name(n, TopicName::MAX_CHARS)).unwrap();
+                (
+                    name.into_string(),
+                    TopicMetric {
+                        // The longest a non-negative double is written.
+                        score: 2.2250738585072014e-308,
+                        total_turns: i64::MAX as u64,
+                        last_date,
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(topics.len(), max, "distinct names");
+        let user_id = UserId::parse(&worst_name(0, UserId::MAX_CHARS)).unwrap();
+        let status = Status {
+            user_id: user_id.as_str().to_owned(),
+            friendship_score: 2.2250738585072014e-308,
+            friendship_level: Level::Acquaintance,
+            last_interaction: Some(last_date),
+            streak_day: i32::MAX,
+            total_turns: i64::MAX,
+            topic_metrics: topics.clone(),
+            last_emotion: Some(Emotion::Interesting),
+        };
+        let status_bytes = serde_json::to_string(&status).unwrap().len();
+        let topic_bytes = serde_json::to_string(&topics).unwrap().len();
+        let record = CandidateRecord::build(
+            user_id.as_str(),
+            Level::Acquaintance,
+            i64::MAX,
+            Vec::new(),
+            topics,
+            Some(last_date),
+            Some(Emotion::Interesting),
+            last_date,
+            chrono::Duration::zero(),
+        );
+        let record_bytes = serde_json::to_string(&record).unwrap().len();
+        println!("topic_metrics {topic_bytes} B, status {status_bytes} B, record {record_bytes} B");
+        // 100 entries of 499 bytes, 99 commas, 2 braces.
+        assert_eq!(topic_bytes, 100 * 499 + 99 + 2);
+        assert_eq!(status_bytes, WORST_STATUS_BYTES);
+        assert_eq!(record_bytes, WORST_RECORD_BYTES_WITHOUT_AGENTS);
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use friendship_domain::{conversation_score_change, plan, rounds, ConversationMetadata};
+use friendship_domain::{conversation_score_change, plan, rounds, ConversationMetadata, Limits};
 use friendship_queries::events;
 use sqlx::PgPool;
 use tokio::sync::Barrier;
@@ -160,6 +160,12 @@ fn metadata(i: usize) -> ConversationMetadata {
     .unwrap()
 }
 
+/// The default bounds with the daily cap off: these tests check exact sums.
+const UNCAPPED: Limits = Limits {
+    daily_score_cap: 0.0,
+    ..Limits::DEFAULT
+};
+
 /// Events one scorer claims per transaction: small, so batches interleave.
 const BATCH: i64 = 4;
 
@@ -173,7 +179,7 @@ const BATCH: i64 = 4;
 /// nothing is due. After each round the users' rows are read back and must be
 /// what [`Locked::after`] carries to the user's next event.
 /// Returns how many events it scored.
-async fn scorer(pool: PgPool) -> usize {
+async fn scorer(pool: PgPool, limits: Limits) -> usize {
     let mut scored = 0;
     loop {
         let mut tx = pool.begin().await.unwrap();
@@ -201,7 +207,13 @@ async fn scorer(pool: PgPool) -> usize {
                     let metadata: ConversationMetadata =
                         serde_json::from_str(&claimed.payload).unwrap();
                     let locked = &users[&claimed.user_id];
-                    plan(locked, claimed.processing_id, &metadata, utc(claimed.now))
+                    plan(
+                        locked,
+                        claimed.processing_id,
+                        &metadata,
+                        utc(claimed.now),
+                        &limits,
+                    )
                 })
                 .collect();
             let moved = apply_changes(&mut *tx, &changes).await.unwrap();
@@ -278,7 +290,7 @@ fn concurrent_scorers_score_every_event_once_even_when_it_was_posted_twice() {
 
         let mut scorers = JoinSet::new();
         for _ in 0..SCORERS {
-            scorers.spawn(scorer(pool.clone()));
+            scorers.spawn(scorer(pool.clone(), UNCAPPED));
         }
         let mut scored = 0;
         while let Some(done) = scorers.join_next().await {
@@ -299,6 +311,46 @@ fn concurrent_scorers_score_every_event_once_even_when_it_was_posted_twice() {
             assert_eq!(s.streak_day, 1, "all on one day");
             assert_serial_history(&pool, user, EVENTS / users.len()).await;
         }
+        pool.close().await;
+    });
+}
+
+#[test]
+fn forty_concurrent_capped_conversations_for_one_user_apply_exactly_the_cap() {
+    with_migrated_db(|db| async move {
+        const CAP: f64 = 300.0;
+        let pool = connect(&db.url, WRITERS as u32).await;
+        let mut changes = Vec::new();
+        for i in 0..WRITERS {
+            // Each asks more than CAP / 40 (7.5): together 40 × 10.25 = 410.
+            let id = new_event(&pool, "user-1").await;
+            changes.push(Change {
+                daily_score_cap: Some(CAP),
+                ..Change::conversation("user-1", id, 10.0 + (i % 2) as f64 * 0.5, 1)
+            });
+        }
+        let barrier = Arc::new(Barrier::new(WRITERS));
+        let mut writers = JoinSet::new();
+        for change in changes {
+            let (pool, barrier) = (pool.clone(), barrier.clone());
+            writers.spawn(async move {
+                let mut tx = pool.begin().await.unwrap();
+                barrier.wait().await;
+                ensure_user(&mut *tx, &change.user_id).await;
+                apply_on(&mut tx, &change).await;
+                tx.commit().await.unwrap();
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+        let lines = history(&pool, "user-1").await;
+        assert_eq!(lines.len(), WRITERS);
+        let asked: f64 = lines.iter().map(|l| l.score_change).sum();
+        let applied: f64 = lines.iter().map(|l| l.score_applied).sum();
+        assert_eq!((asked, applied), (410.0, CAP));
+        assert_eq!(status(&pool, "user-1").await.unwrap().friendship_score, CAP);
+        assert_serial_history(&pool, "user-1", WRITERS).await;
         pool.close().await;
     });
 }

@@ -68,6 +68,7 @@ fn apply_changes_reads_exactly_the_fields_a_change_writes() {
     let change = Change {
         streak_day: Some(1),
         last_emotion: Some(friendship_domain::Emotion::Happy),
+        daily_score_cap: Some(450.0),
         ..Change::conversation("u", uuid::Uuid::nil(), 1.5, 2).topic("music", 1.0, 1, day(1))
     };
     let written = serde_json::to_value(&change).unwrap();
@@ -221,6 +222,7 @@ fn a_big_negative_change_floors_the_score_at_zero_and_the_history_keeps_the_requ
                     cause: "service_update".into(),
                     processing_id: None,
                     score_change: -1_000.0,
+                    score_applied: -1_000.0,
                     score_before: 120.0,
                     score_after: 0.0
                 },
@@ -228,6 +230,7 @@ fn a_big_negative_change_floors_the_score_at_zero_and_the_history_keeps_the_requ
                     cause: "service_update".into(),
                     processing_id: None,
                     score_change: -5.0,
+                    score_applied: -5.0,
                     score_before: 0.0,
                     score_after: 0.0
                 },
@@ -792,5 +795,163 @@ fn one_statement_applies_a_round_of_changes_each_as_if_alone() {
         .unwrap();
         let marks: Vec<&str> = marks.iter().map(|(s,)| s.as_str()).collect();
         assert_eq!(marks, ["scored", "processed", "processed"]);
+    });
+}
+
+// ----- bounds: topics per user, the daily score cap ---------------------------
+
+/// A conversation of event `processing_id` asking `score_change` points,
+/// capped at `cap` points a day.
+fn capped(user_id: &str, processing_id: uuid::Uuid, score_change: f64, cap: f64) -> Change {
+    Change {
+        daily_score_cap: Some(cap),
+        ..Change::conversation(user_id, processing_id, score_change, 1)
+    }
+}
+
+/// `(daily_gain, daily_gain_date = today in UTC)` of a user (not read by any
+/// statement, so read directly).
+async fn daily_gain(pool: &sqlx::PgPool, user_id: &str) -> (f64, Option<bool>) {
+    sqlx::query_as(
+        "SELECT daily_gain::float8, daily_gain_date = (now() AT TIME ZONE 'UTC')::date
+         FROM friendship_status WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[test]
+fn a_user_keeps_at_most_max_topics_the_least_recently_engaged_going_first_ties_by_name() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        let bounded = |change: Change| Change {
+            max_topics: 3,
+            ..change
+        };
+        // Four topics on three days: "old" goes, the rest stay.
+        let mut first = Change::service("user-1", 0.0);
+        for (name, d) in [("old", 1), ("mid", 2), ("new-b", 3), ("new-a", 3)] {
+            first = first.topic(name, 1.0, 1, day(d));
+        }
+        apply(&db.pool, &bounded(first)).await;
+        let names: Vec<String> = status(&db.pool, "user-1")
+            .await
+            .unwrap()
+            .metrics()
+            .into_keys()
+            .collect();
+        assert_eq!(names, ["mid", "new-a", "new-b"]);
+
+        // An update of "mid" makes it the most recent; two new topics of the
+        // same day as "new-a" and "new-b": among the four of day 3 the two
+        // that sort last ("new-b", "z") go.
+        let second = Change::conversation("user-1", new_event(&db.pool, "user-1").await, 1.0, 1)
+            .topic("mid", 1.0, 1, day(4))
+            .topic("z", 1.0, 1, day(3))
+            .topic("a", 1.0, 1, day(3));
+        apply(&db.pool, &bounded(second)).await;
+        let metrics = status(&db.pool, "user-1").await.unwrap().metrics();
+        let names: Vec<&str> = metrics.keys().map(String::as_str).collect();
+        assert_eq!(names, ["a", "mid", "new-a"]);
+        assert_eq!(metrics["mid"], metric(2.0, 2, day(4)), "merged, then kept");
+
+        // The default bound: 100, whatever a change brings.
+        let mut flood = Change::service("user-1", 0.0);
+        for i in 0..150 {
+            flood = flood.topic(&format!("t{i:03}"), 1.0, 1, day(5));
+        }
+        assert_eq!(flood.max_topics, 100);
+        apply(&db.pool, &flood).await;
+        let metrics = status(&db.pool, "user-1").await.unwrap().metrics();
+        assert_eq!(metrics.len(), 100);
+        assert!(
+            metrics.keys().all(|k| k.as_str() < "t100"),
+            "the names that sort last went: {:?}",
+            metrics.keys().last()
+        );
+    });
+}
+
+#[test]
+fn the_daily_cap_lets_through_what_is_left_of_the_day_and_the_history_keeps_both() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        for asked in [40.0, 50.0, 30.0, 0.0] {
+            let id = new_event(&db.pool, "user-1").await;
+            apply(&db.pool, &capped("user-1", id, asked, 100.0)).await;
+        }
+        let lines = history(&db.pool, "user-1").await;
+        let figures: Vec<_> = lines
+            .iter()
+            .map(|l| (l.score_change, l.score_applied, l.score_after))
+            .collect();
+        assert_eq!(
+            figures,
+            [
+                (40.0, 40.0, 40.0),
+                (50.0, 50.0, 90.0),
+                (30.0, 10.0, 100.0),
+                (0.0, 0.0, 100.0)
+            ]
+        );
+        assert_eq!(daily_gain(&db.pool, "user-1").await, (100.0, Some(true)));
+
+        // A service update is neither capped nor counted.
+        apply(&db.pool, &Change::service("user-1", 250.0)).await;
+        assert_eq!(
+            status(&db.pool, "user-1").await.unwrap().friendship_score,
+            350.0
+        );
+        assert_eq!(daily_gain(&db.pool, "user-1").await, (100.0, Some(true)));
+
+        // An uncapped conversation (the cap off) still counts towards the day.
+        let id = new_event(&db.pool, "user-1").await;
+        apply(&db.pool, &Change::conversation("user-1", id, 7.0, 1)).await;
+        assert_eq!(daily_gain(&db.pool, "user-1").await, (107.0, Some(true)));
+        let id = new_event(&db.pool, "user-1").await;
+        apply(&db.pool, &capped("user-1", id, 5.0, 100.0)).await;
+        let last = history(&db.pool, "user-1").await.pop().unwrap();
+        assert_eq!((last.score_change, last.score_applied), (5.0, 0.0));
+        assert_eq!(
+            status(&db.pool, "user-1").await.unwrap().friendship_score,
+            357.0
+        );
+    });
+}
+
+#[test]
+fn the_daily_cap_resets_on_the_next_utc_day() {
+    with_migrated_db(|db| async move {
+        ensure_user(&db.pool, "user-1").await;
+        let id = new_event(&db.pool, "user-1").await;
+        apply(&db.pool, &capped("user-1", id, 500.0, 100.0)).await;
+        assert_eq!(daily_gain(&db.pool, "user-1").await, (100.0, Some(true)));
+
+        // The budget was spent yesterday (UTC): today's is whole again.
+        sqlx::query(
+            "UPDATE friendship_status
+             SET daily_gain_date = (now() AT TIME ZONE 'UTC')::date - 1 WHERE user_id = $1",
+        )
+        .bind("user-1")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let id = new_event(&db.pool, "user-1").await;
+        apply(&db.pool, &capped("user-1", id, 60.0, 100.0)).await;
+        let id = new_event(&db.pool, "user-1").await;
+        apply(&db.pool, &capped("user-1", id, 60.0, 100.0)).await;
+        let applied: Vec<f64> = history(&db.pool, "user-1")
+            .await
+            .iter()
+            .map(|l| l.score_applied)
+            .collect();
+        assert_eq!(applied, [100.0, 60.0, 40.0]);
+        assert_eq!(daily_gain(&db.pool, "user-1").await, (100.0, Some(true)));
+        assert_eq!(
+            status(&db.pool, "user-1").await.unwrap().friendship_score,
+            200.0
+        );
     });
 }

@@ -482,9 +482,10 @@ pub use friendship_domain::Change;
 /// Builders of [`Change`]s for the tests.
 pub trait ChangeExt: Sized {
     /// A service update of `score_change` points: no turns, streak or emotion, not an
-    /// interaction.
+    /// interaction; the default topic bound, uncapped.
     fn service(user_id: &str, score_change: f64) -> Self;
-    /// A scored conversation of event `processing_id`.
+    /// A scored conversation of event `processing_id` (the default topic bound,
+    /// uncapped: set `daily_score_cap` to cap it).
     fn conversation(user_id: &str, processing_id: Uuid, score_change: f64, turns: i64) -> Self;
     /// Adds a topic update.
     fn topic(self, name: &str, score_change: f64, turns: u64, last_date: DateTime<Utc>) -> Self;
@@ -492,7 +493,12 @@ pub trait ChangeExt: Sized {
 
 impl ChangeExt for Change {
     fn service(user_id: &str, score_change: f64) -> Change {
-        Change::service_update(user_id, score_change, BTreeMap::new())
+        Change::service_update(
+            user_id,
+            score_change,
+            BTreeMap::new(),
+            friendship_domain::Limits::DEFAULT.max_topics_per_user,
+        )
     }
 
     fn conversation(user_id: &str, processing_id: Uuid, score_change: f64, turns: i64) -> Change {
@@ -653,6 +659,7 @@ pub struct HistoryLine {
     pub cause: String,
     pub processing_id: Option<Uuid>,
     pub score_change: f64,
+    pub score_applied: f64,
     pub score_before: f64,
     pub score_after: f64,
 }
@@ -661,7 +668,7 @@ pub struct HistoryLine {
 pub async fn history(executor: impl PgExecutor<'_>, user_id: &str) -> Vec<HistoryLine> {
     sqlx::query_as(
         "SELECT cause, processing_id, score_change::float8 AS score_change,
-                score_before::float8 AS score_before, score_after::float8 AS score_after
+                score_applied::float8 AS score_applied, score_before::float8 AS score_before, score_after::float8 AS score_after
          FROM friendship_score_history WHERE user_id = $1 ORDER BY id",
     )
     .bind(user_id)
