@@ -160,28 +160,47 @@ WHERE processing_id IN (SELECT (jsonb_array_elements_text($1::text::jsonb))::uui
   AND status = 'scored'"
 );
 
-/// Claims the oldest due events, inside the scorer's transaction.
+/// Claims due events, inside the scorer's transaction, fairly between users:
+/// among the oldest due events (at most ten times `$1`, through the due
+/// index), each user's first event comes before anyone's second, each
+/// user's second before anyone's third, and so on, oldest first within a
+/// rank; so one user's backlog of hundreds of events never holds another
+/// user's event back for more than one batch, and a single user's backlog
+/// still fills whole batches. A user's own events keep their order.
 ///
 /// `$1` how many at most, int8. Rows: `processing_id` uuid, `user_id` text,
 /// `payload` (JSON text), `attempts` int4, and the database's `now` as a UTC
 /// timestamp (the clock every date of the scoring uses). The rows stay
-/// locked until the transaction ends; concurrent scorers skip them.
+/// locked until the transaction ends; concurrent scorers skip them (the
+/// ranking ignores locks: a scorer skips what another holds and takes the
+/// next in rank).
 ///
 /// An event whose conversation has a pruned key is never claimed: it can
 /// only be a resend that raced the pruning of the conversation's scored
 /// event (`docs/invariants.md`), and
 /// [`crate::retention::SETTLE_PRUNED_REPEATS`] ends it without effect.
 pub const CLAIM_DUE_EVENTS: Read = crate::read!(
-    "SELECT processing_id, user_id, payload::text AS payload, attempts,
+    "SELECT e.processing_id, e.user_id, e.payload::text AS payload, e.attempts,
        now() AT TIME ZONE 'UTC' AS now
-FROM conversation_events e
-WHERE status = 'pending' AND next_attempt_at <= now()
-  AND NOT EXISTS (
-    SELECT 1 FROM pruned_conversations p
-        WHERE p.user_id = e.user_id AND p.conversation_id = e.conversation_id OFFSET 0)
-ORDER BY next_attempt_at, accepted_at
+FROM (
+    SELECT processing_id, next_attempt_at, accepted_at,
+           row_number() OVER (PARTITION BY user_id ORDER BY next_attempt_at, accepted_at) AS rank
+    FROM (
+        SELECT processing_id, user_id, next_attempt_at, accepted_at
+        FROM conversation_events d
+        WHERE status = 'pending' AND next_attempt_at <= now()
+          AND NOT EXISTS (
+            SELECT 1 FROM pruned_conversations p
+                WHERE p.user_id = d.user_id AND p.conversation_id = d.conversation_id OFFSET 0)
+        ORDER BY next_attempt_at, accepted_at
+        LIMIT $1::int8 * 10
+    ) oldest
+) due
+JOIN conversation_events e USING (processing_id)
+WHERE e.status = 'pending'
+ORDER BY due.rank, due.next_attempt_at, due.accepted_at
 LIMIT $1::int8
-FOR UPDATE SKIP LOCKED"
+FOR UPDATE OF e SKIP LOCKED"
 );
 
 /// Records a failed attempt after the scorer's work on the event was rolled

@@ -43,8 +43,8 @@ fn a_flood_of_new_topics_leaves_exactly_max_topics_and_another_users_event_is_sc
         let posted = started.elapsed();
 
         // Another user's event, posted right after the flood: due events are
-        // claimed oldest first, so it waits behind what is left of the
-        // flood's own backlog (about a second on this team's 2-core machine),
+        // claimed each user's first before anyone's second, so it waits for
+        // the batch in progress at most, never for the flood's backlog, and
         // never behind a growing row.
         let posted_after = |prefix: &'static str| {
             let env = &env;
@@ -84,7 +84,7 @@ fn a_flood_of_new_topics_leaves_exactly_max_topics_and_another_users_event_is_sc
              after the flood was scored in {after_flood:?}"
         );
         assert!(
-            behind_backlog < Duration::from_secs(10),
+            behind_backlog < Duration::from_secs(1),
             "another user's event waited {behind_backlog:?} behind the flood"
         );
         assert!(

@@ -253,7 +253,8 @@ pub struct Claimed {
     pub now: DateTime<Utc>,
 }
 
-/// Claims up to `limit` due events, oldest first, inside a transaction.
+/// Claims up to `limit` due events, fairly between users (each user's first
+/// before anyone's second, oldest first within that), inside a transaction.
 pub fn claim_due(db: &Db, limit: usize) -> Result<Vec<Claimed>, DbError> {
     db.read(
         &events::CLAIM_DUE_EVENTS,

@@ -829,14 +829,16 @@ fn a_batch_insert_records_each_new_conversation_once_in_the_order_given() {
         assert!(find_event(&db.pool, ids[3]).await.is_some());
         assert!(find_event(&db.pool, ids[5]).await.is_none());
 
-        // Scored in the order they came: accepted_at follows the array.
+        // Scored in the order they came, each user's first before anyone's
+        // second (accepted_at follows the array): user-1's `before`, user-2's
+        // conv-b, then user-1's conv-a and user-2's conv-a, then user-1's conv-c.
         let mut tx = db.pool.begin().await.unwrap();
         let claimed: Vec<Uuid> = claim_up_to(&mut *tx, 10)
             .await
             .into_iter()
             .map(|c| c.processing_id)
             .collect();
-        assert_eq!(claimed, [before, ids[0], ids[2], ids[3], ids[4]]);
+        assert_eq!(claimed, [before, ids[2], ids[0], ids[3], ids[4]]);
         tx.rollback().await.unwrap();
 
         assert_eq!(insert_events(&db.pool, &[]).await.unwrap(), 0);
@@ -958,4 +960,54 @@ async fn age_all(pool: &sqlx::PgPool, seconds: f64) {
     .execute(pool)
     .await
     .unwrap();
+}
+
+#[test]
+fn a_users_backlog_never_holds_another_users_event_back_more_than_one_rank() {
+    with_migrated_db(|db| async move {
+        // 30 older events of one user, then one of another.
+        let mut flood = Vec::new();
+        for i in 0..30 {
+            let id = insert_event(&db.pool, &format!("flood-{i:02}"), "flooder", PAYLOAD)
+                .await
+                .unwrap();
+            flood.push(id);
+        }
+        let other = insert_event(&db.pool, "conv-1", "bystander", PAYLOAD)
+            .await
+            .unwrap();
+
+        let mut tx = db.pool.begin().await.unwrap();
+        let claimed: Vec<Uuid> = claim_up_to(&mut *tx, 10)
+            .await
+            .into_iter()
+            .map(|c| c.processing_id)
+            .collect();
+        // The bystander's one event is in the first batch, after the
+        // flooder's oldest (both are rank 1); the flooder's own events keep
+        // their order and fill the rest of the batch.
+        let mut expected = vec![flood[0], other];
+        expected.extend_from_slice(&flood[1..9]);
+        assert_eq!(claimed, expected);
+        tx.rollback().await.unwrap();
+
+        // A second scorer, while the first holds its batch, takes the next
+        // ones in rank and never one the first holds.
+        let mut first = db.pool.begin().await.unwrap();
+        let mut second = db.pool.begin().await.unwrap();
+        let a: Vec<Uuid> = claim_up_to(&mut *first, 10)
+            .await
+            .into_iter()
+            .map(|c| c.processing_id)
+            .collect();
+        let b: Vec<Uuid> = claim_up_to(&mut *second, 10)
+            .await
+            .into_iter()
+            .map(|c| c.processing_id)
+            .collect();
+        assert_eq!(a, expected);
+        assert_eq!(b, flood[9..19]);
+        first.rollback().await.unwrap();
+        second.rollback().await.unwrap();
+    });
 }
