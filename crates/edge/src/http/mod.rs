@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use spin_sdk::http::{IncomingRequest, Request, Response};
+use spin_sdk::http::{IncomingRequest, Request, Response, ResponseOutparam};
 
 use crate::auth::{self, Principal, Role};
 use crate::error::ApiError;
@@ -38,7 +38,9 @@ pub use routing::Route;
 
 use query::PageQuery;
 use request_id::request_id_of;
-use routing::{choose, Choice};
+use routing::{choose, method_name, Choice};
+
+use crate::redis::requests::{self, Served};
 
 /// Bodies above this many bytes are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -185,10 +187,31 @@ impl Ctx<'_> {
     }
 }
 
+/// A component's whole request: [`serve`], the answer sent ([`respond`]),
+/// then the request counted (`redis::requests`, sampled; when the component
+/// counts requests) once the answer is Spin's, so that counting never
+/// delays it.
+pub fn handle(incoming: IncomingRequest, routes: &[Route], out: ResponseOutparam) {
+    let started = Instant::now();
+    let (response, mut served) = serve_and_describe(incoming, routes, started);
+    respond(response, out);
+    served.latency = started.elapsed();
+    requests::record(&served);
+}
+
 /// Serves one request with a component's route table, and logs it. The
 /// body is read only if, and once, a handler asks for it ([`Ctx::body`]).
 pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
-    let started = Instant::now();
+    serve_and_describe(incoming, routes, Instant::now()).0
+}
+
+/// [`serve`], with what the request counters need of the request (its
+/// latency so far).
+fn serve_and_describe(
+    incoming: IncomingRequest,
+    routes: &[Route],
+    started: Instant,
+) -> (Response, Served) {
     let headers = incoming.headers().entries();
     let request = Request::builder()
         .method(incoming.method())
@@ -202,12 +225,18 @@ pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
     let method = request.method().clone();
 
     let mut route_name = "unmatched";
+    let mut template = "unmatched";
+    let mut method_label = method_name(&method);
     let mut logged = true;
     let mut user_id = None;
     let mut log_fields = serde_json::Map::new();
     let result = match choose(routes, &method, &path) {
         Choice::Route(route, params) => {
             route_name = route.name;
+            template = route.pattern;
+            if !route.any_method {
+                method_label = method_name(&route.method);
+            }
             logged = route.logged;
             let mut ctx = Ctx {
                 request_id: request_id.clone(),
@@ -225,8 +254,13 @@ pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
             result
         }
         Choice::NotFound => Err(ApiError::NotFound(format!("no route for {path}"))),
-        Choice::MethodNotAllowed { name, allow } => {
+        Choice::MethodNotAllowed {
+            name,
+            pattern,
+            allow,
+        } => {
             route_name = name;
+            template = pattern;
             Err(ApiError::MethodNotAllowed {
                 method: method.to_string(),
                 allow,
@@ -264,8 +298,14 @@ pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
         }
     };
 
+    let served = Served {
+        route: template,
+        method: method_label,
+        status,
+        latency: started.elapsed(),
+    };
     if !logged && status < 400 {
-        return response;
+        return (response, served);
     }
     log::request(
         &request_id,
@@ -277,7 +317,7 @@ pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
         user_id.as_deref(),
         log_fields,
     );
-    response
+    (response, served)
 }
 
 /// Formats a UTC instant the way every answer does (RFC 3339, `Z`).

@@ -413,6 +413,8 @@ impl Env {
             ("redrive_pending_after_seconds", "30".to_string()),
             // Every suggest counted: the cache tests check the counters exactly.
             ("cache_count_every", "1".to_string()),
+            // Every request counted: the request metrics are checked exactly.
+            ("request_count_every", "1".to_string()),
             // The harness's ticker rings instead of the app's own, as
             // scripts/scorer.sh's does (the `plain` tests run the app's own).
             ("self_tick_ms", "0".to_string()),
