@@ -163,7 +163,7 @@ WHERE processing_id IN (SELECT (jsonb_array_elements_text($1::text::jsonb))::uui
 /// Claims the oldest due events, inside the scorer's transaction.
 ///
 /// `$1` how many at most, int8. Rows: `processing_id` uuid, `user_id` text,
-/// `payload` (JSON text), `attempts` int4, and the database's `now` as a UTC
+/// `payload` (JSON text), `attempts` int4, `trace_id` text?, and the database's `now` as a UTC
 /// timestamp (the clock every date of the scoring uses). The rows stay
 /// locked until the transaction ends; concurrent scorers skip them.
 ///
@@ -172,7 +172,7 @@ WHERE processing_id IN (SELECT (jsonb_array_elements_text($1::text::jsonb))::uui
 /// event (`docs/invariants.md`), and
 /// [`crate::retention::SETTLE_PRUNED_REPEATS`] ends it without effect.
 pub const CLAIM_DUE_EVENTS: Read = crate::read!(
-    "SELECT processing_id, user_id, payload::text AS payload, attempts,
+    "SELECT processing_id, user_id, payload::text AS payload, attempts, trace_id,
        now() AT TIME ZONE 'UTC' AS now
 FROM conversation_events e
 WHERE status = 'pending' AND next_attempt_at <= now()

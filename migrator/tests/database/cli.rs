@@ -89,7 +89,7 @@ fn down_without_a_count_reverts_one_migration() {
             1,
             "{down}"
         );
-        assert!(down.contains("idempotency per user"), "{down}");
+        assert!(down.contains("event trace id"), "{down}");
         let everything = succeed(&db.url, &["--database-url", url, "down", "all"]);
         assert_eq!(everything.lines().count(), MIGRATIONS - 1, "{everything}");
     });

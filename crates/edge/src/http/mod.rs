@@ -1,5 +1,5 @@
 //! The request pipeline every HTTP component shares ([`serve`]): the request
-//! id ([`request_id`]), the route table with 404 and 405 with `Allow`
+//! id ([`request_id`]), the trace id of a W3C `traceparent` ([`trace`]), the route table with 404 and 405 with `Allow`
 //! ([`routing`]), strict JSON bodies ([`body`]), query strings and pages
 //! ([`query`]), JSON answers sent whole ([`respond`]), and one structured
 //! log line per request.
@@ -30,6 +30,7 @@ mod query;
 mod request_id;
 mod respond;
 mod routing;
+pub mod trace;
 
 pub use body::{decode_json, read_bounded, BodyRead};
 pub use query::{parse_query, Limit, Offset, Page};
@@ -77,6 +78,10 @@ impl Reply {
 /// What a handler knows about the request it serves.
 pub struct Ctx<'a> {
     pub request_id: String,
+    /// The W3C trace id: the request's valid `traceparent`'s, else a new
+    /// one ([`trace`]). Logged beside the request id, and stored with an
+    /// event, whose scorer log lines then carry it.
+    pub trace_id: String,
     /// The request's method, URI and headers (the last of a repeated
     /// header). Its body is always empty: read the body with [`Ctx::body`]
     /// or [`Ctx::json_body`].
@@ -220,6 +225,7 @@ fn serve_and_describe(
         .build();
     let body = body::Body::unread(incoming);
     let request_id = request_id_of(&request);
+    let trace_id = trace::trace_id_of(&headers);
     let now = Utc::now();
     let path = request.path().to_string();
     let method = request.method().clone();
@@ -240,6 +246,7 @@ fn serve_and_describe(
             logged = route.logged;
             let mut ctx = Ctx {
                 request_id: request_id.clone(),
+                trace_id: trace_id.clone(),
                 request: &request,
                 headers: &headers,
                 body,
@@ -309,6 +316,7 @@ fn serve_and_describe(
     }
     log::request(
         &request_id,
+        &trace_id,
         &method.to_string(),
         route_name,
         &path,
