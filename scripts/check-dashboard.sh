@@ -56,9 +56,11 @@ services_use_database friendship_dashboard
 
 SPIN_VARIABLE_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 SPIN_VARIABLE_METRICS_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-# Every suggestion counted, so the cache counters move with a short workload.
+# Every suggestion and every request counted, so the cache and request
+# counters move with a short workload.
 SPIN_VARIABLE_CACHE_COUNT_EVERY=1
-export SPIN_VARIABLE_JWT_SECRET SPIN_VARIABLE_METRICS_TOKEN SPIN_VARIABLE_CACHE_COUNT_EVERY
+SPIN_VARIABLE_REQUEST_COUNT_EVERY=1
+export SPIN_VARIABLE_JWT_SECRET SPIN_VARIABLE_METRICS_TOKEN SPIN_VARIABLE_CACHE_COUNT_EVERY SPIN_VARIABLE_REQUEST_COUNT_EVERY
 listen=127.0.0.1:$(services_free_port)
 base=http://$listen
 log "serving the app on $base (scripts/run.sh; output in $out/app.log)"

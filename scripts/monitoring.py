@@ -31,7 +31,7 @@ own checks and the rule tests.
 What the service serves is read from the code that writes it,
 crates/edge/src/metrics.rs (every `out.sample("…")`; status labels spelled
 through `EventStatus` resolved in crates/domain/src/status.rs), the `le` bounds from
-crates/queries/src/metrics.rs (`lag_bounds!`); every family must also be in
+crates/queries/src/metrics.rs (`lag_bounds!`) and metrics.rs (`LATENCY_BOUNDS`); every family must also be in
 README.md's "Metrics" section.
 
 Python 3.11 with PyYAML; promtool from $PROMTOOL or the PATH.
@@ -158,6 +158,15 @@ def served():
             les.add(str(int(value)) if value.is_integer() else repr(value))
     else:
         fail(QUERIES.relative_to(ROOT), "lag_bounds! not found: cannot tell the histogram's le values")
+    # The request-latency histogram's bounds (`LATENCY_BOUNDS` of metrics.rs).
+    latency = re.search(r"pub const LATENCY_BOUNDS: \[f64; \d+\] = \[([^\]]*)\]", code)
+    if latency:
+        for bound in latency.group(1).replace("\n", " ").split(","):
+            if bound.strip():
+                value = float(bound)
+                les.add(str(int(value)) if value.is_integer() else repr(value))
+    else:
+        fail(RENDERER.relative_to(ROOT), "LATENCY_BOUNDS not found: cannot tell the request histogram's le values")
     if not samples or not families:
         fail(RENDERER.relative_to(ROOT), "no out.sample/out.family calls found: cannot tell what is served")
     return samples, families, statuses, les
@@ -212,7 +221,7 @@ def check_expr(where, expr, known, statuses, les):
         if op != "=":
             continue
         if label == "le" and value not in les:
-            fail(where, f'selects le="{value}", not a bound of friendship_scoring_lag_seconds ({", ".join(sorted(les, key=lambda v: float(v)))})')
+            fail(where, f'selects le="{value}", not a bound of friendship_scoring_lag_seconds or friendship_http_request_duration_seconds ({", ".join(sorted(les, key=lambda v: float(v)))})')
         if label == "status" and value not in statuses:
             fail(where, f'selects status="{value}"; friendship_events has {sorted(statuses)}')
 
@@ -385,14 +394,17 @@ def check(promtool):
 # (lowest, highest); every value must also be finite.
 PLAUSIBLE = {"percentunit": (0.0, 1.0), "s": (0.0, 3600.0)}
 # The queries that scripts/check-dashboard.sh's workload (12 conversation
-# ends of 3 users, 3 cache misses then 6 hits, 1 rejected message) must move
+# ends of 3 users, 3 cache misses then 6 hits, 1 rejected message; every
+# request counted, request_count_every being 1) must move
 # above 0, by (panel title, refId); and the users it makes.
 MOVED_BY_WORKLOAD = {("Scoring lag quantiles", "A"), ("Scoring lag quantiles", "B"),
                      ("Scoring lag quantiles", "C"), ("Events scored within 30 s", "A"),
                      ("Events processed", "A"), ("Scoring attempts and failures", "A"),
                      ("Rejected Redis messages", "A"), ("Cache hit rate of suggestions", "A"),
                      ("Cache hits and misses", "A"), ("Cache hits and misses", "B"),
-                     ("Catalogue version", "A")}
+                     ("Catalogue version", "A"), ("Request rate per route", "A"),
+                     ("Request latency per route (p50, p99)", "A"),
+                     ("Request latency per route (p50, p99)", "B")}
 WORKLOAD_USERS = 3
 
 

@@ -4,7 +4,7 @@
 
 mod handlers;
 
-use friendship_edge::{respond, serve, Route};
+use friendship_edge::Route;
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
@@ -43,5 +43,5 @@ const ROUTES: &[Route] = &[
 
 #[http_component]
 fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    respond(serve(request, ROUTES), out)
+    friendship_edge::handle(request, ROUTES, out)
 }

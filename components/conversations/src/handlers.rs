@@ -18,7 +18,8 @@ pub fn end_conversation(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     principal.may_act_for(event.user_id.as_str())?;
 
     let db = Db::open()?;
-    let (recorded, must_ring) = doorbell::record_and_mark(&db, &event)?;
+    let (recorded, must_ring) =
+        doorbell::record_and_mark(&db, &event, Some(ctx.trace_id.as_str()))?;
     if must_ring {
         if let Err(e) = doorbell::ring(&Doorbell::Recorded {
             processing_id: recorded.processing_id.to_string(),

@@ -2,14 +2,14 @@
 //! token; the error-schema 404 of unknown paths while that token is unset.
 
 use friendship_edge::db::Db;
-use friendship_edge::metrics::{self, CacheCounts};
-use friendship_edge::redis::counters;
+use friendship_edge::metrics::{self, CacheCounts, RequestCounts};
+use friendship_edge::redis::{counters, requests};
 use friendship_edge::{config, log, probe, redis, store, ApiError, Ctx, Reply};
 use spin_sdk::http::Method;
 
 /// `GET /metrics`: 404 while `metrics_token` is empty (for every method),
 /// 405 for another method, 401 without that token, else the exposition. Postgres is needed (503 otherwise); Redis
-/// only for the cache counters, which are left out when it does not answer.
+/// only for the cache and request counters, which are left out when it does not answer.
 pub fn scrape(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let token = config::text("metrics_token")?;
     if token.is_empty() {
@@ -27,14 +27,14 @@ pub fn scrape(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     metrics::authorize_scrape(ctx.authorization()?, &token)?;
     let db = Db::open()?;
     let mut snapshot = store::metrics_snapshot(&db)?;
-    snapshot.cache = match cache_counts() {
-        Ok(counts) => Some(counts),
+    (snapshot.cache, snapshot.requests) = match redis_counts() {
+        Ok((cache, requests)) => (Some(cache), Some(requests)),
         Err(error) => {
             log::event(
                 "metrics_cache_unavailable",
                 serde_json::json!({ "error": error }),
             );
-            None
+            (None, None)
         }
     };
     Ok(Reply {
@@ -45,14 +45,16 @@ pub fn scrape(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     })
 }
 
-/// The cache counters, after a bounded probe: Spin puts no timeout on Redis
-/// calls, and a frozen Redis must not hang the scrape.
-fn cache_counts() -> Result<CacheCounts, String> {
+/// The cache and request counters, after a bounded probe: Spin puts no
+/// timeout on Redis calls, and a frozen Redis must not hang the scrape.
+fn redis_counts() -> Result<(CacheCounts, RequestCounts), String> {
     probe::redis(&config::text("redis_host").map_err(|e| e.to_string())?)?;
     let redis = redis::open().map_err(|e| e.to_string())?;
     let read = |key| counters::read(&redis, key).map_err(|e| e.to_string());
-    Ok(CacheCounts {
+    let cache = CacheCounts {
         hits: read(counters::HITS_KEY)?,
         misses: read(counters::MISSES_KEY)?,
-    })
+    };
+    let requests = requests::read(&redis).map_err(|e| e.to_string())?;
+    Ok((cache, requests))
 }

@@ -44,10 +44,15 @@ pub enum DoorbellError {
 /// committed): the answer, and whether the caller must publish the doorbell
 /// (none is on its way to a wake-up that has not started yet). Two
 /// statements in all: the mark also proves the connection clean
-/// ([`Db::write_then_probe`]).
-pub fn record_and_mark(db: &Db, event: &ConversationEnd) -> Result<(Recorded, bool), RecordError> {
+/// ([`Db::write_then_probe`]). The event keeps `trace_id`, the posting
+/// request's, for the scorer's log lines.
+pub fn record_and_mark(
+    db: &Db,
+    event: &ConversationEnd,
+    trace_id: Option<&str>,
+) -> Result<(Recorded, bool), RecordError> {
     let mut must_ring = false;
-    let mut answers = store::events::record_with(db, &[event], |insert| {
+    let mut answers = store::events::record_with(db, &[(event, trace_id)], |insert| {
         let (inserted, marked) =
             db.write_then_probe(insert, (&doorbell::RING, &[P::Int64(MARK_LIFETIME_MS)]))?;
         must_ring = marked == 1;

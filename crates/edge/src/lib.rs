@@ -33,4 +33,4 @@ pub mod store;
 pub mod suggestions;
 
 pub use error::ApiError;
-pub use http::{respond, serve, Ctx, Reply, Route};
+pub use http::{handle, respond, serve, Ctx, Reply, Route};

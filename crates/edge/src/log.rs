@@ -61,6 +61,7 @@ fn object(value: Value) -> Map<String, Value> {
 #[allow(clippy::too_many_arguments)]
 pub fn request(
     request_id: &str,
+    trace_id: &str,
     method: &str,
     route: &str,
     path: &str,
@@ -71,6 +72,7 @@ pub fn request(
 ) {
     let mut fields = object(json!({
         "request_id": request_id,
+        "trace_id": trace_id,
         "method": method,
         "route": route,
         "path": path,

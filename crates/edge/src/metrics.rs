@@ -30,6 +30,44 @@ pub struct CacheCounts {
     pub misses: i64,
 }
 
+/// Upper bounds (seconds) of the request-latency histogram
+/// (`friendship_http_request_duration_seconds`); `+Inf` is implied.
+pub const LATENCY_BOUNDS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Requests of one route, method and status class (sampled: see
+/// `request_count_every`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteRequests {
+    /// The route table's path template (`/api/v1/agent-mappings/:id`), or
+    /// `unmatched`: never a raw path.
+    pub route: String,
+    pub method: String,
+    /// `2xx`, `3xx`, `4xx` or `5xx`.
+    pub status_class: String,
+    pub count: i64,
+}
+
+/// The latency histogram of one route and method.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteLatency {
+    pub route: String,
+    pub method: String,
+    /// Requests per bucket, NOT cumulative: `buckets[i]` took more than
+    /// `LATENCY_BOUNDS[i - 1]` and at most `LATENCY_BOUNDS[i]`; the last
+    /// one (index `LATENCY_BOUNDS.len()`) took longer than every bound.
+    pub buckets: [i64; LATENCY_BOUNDS.len() + 1],
+    pub sum_seconds: f64,
+}
+
+/// The request counters kept in Redis (`redis::requests`), sorted by labels.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestCounts {
+    pub requests: Vec<RouteRequests>,
+    pub latencies: Vec<RouteLatency>,
+}
+
 /// Everything one scrape shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
@@ -54,6 +92,9 @@ pub struct Snapshot {
     /// `None` when Redis did not answer: the cache metrics are left out and
     /// `friendship_cache_stats_up` is 0.
     pub cache: Option<CacheCounts>,
+    /// The request counters; `None` when Redis did not answer (left out,
+    /// and `friendship_cache_stats_up` is 0: the same read).
+    pub requests: Option<RequestCounts>,
 }
 
 /// Renders a snapshot in the text exposition format 0.0.4.
@@ -164,6 +205,9 @@ pub fn render(s: &Snapshot) -> String {
         );
         out.sample("friendship_cache_misses_total", &[], cache.misses);
     }
+    if let Some(requests) = &s.requests {
+        render_requests(&mut out, requests);
+    }
     out.family("friendship_users", "gauge", "Users by friendship level.");
     for (level, users) in s.users_per_level {
         out.sample("friendship_users", &[("level", level.as_str())], users);
@@ -175,6 +219,63 @@ pub fn render(s: &Snapshot) -> String {
     );
     out.sample("friendship_catalogue_version", &[], s.catalogue_version);
     out.0
+}
+
+/// The request families: the counter per route, method and status class,
+/// and the latency histogram per route and method (cumulative buckets).
+fn render_requests(out: &mut Exposition, r: &RequestCounts) {
+    out.family(
+        "friendship_http_requests_total",
+        "counter",
+        "HTTP requests by route template, method and status class (sampled: see \
+         request_count_every).",
+    );
+    for q in &r.requests {
+        out.sample(
+            "friendship_http_requests_total",
+            &[
+                ("route", &q.route),
+                ("method", &q.method),
+                ("status_class", &q.status_class),
+            ],
+            q.count,
+        );
+    }
+    out.family(
+        "friendship_http_request_duration_seconds",
+        "histogram",
+        "Time from a request's arrival to its answer being handed to Spin, by route template \
+         and method (sampled: see request_count_every).",
+    );
+    for l in &r.latencies {
+        let (route, method) = (l.route.as_str(), l.method.as_str());
+        let mut cumulative = 0;
+        for (bound, n) in LATENCY_BOUNDS.iter().zip(l.buckets) {
+            cumulative += n;
+            let le = float(*bound);
+            out.sample(
+                "friendship_http_request_duration_seconds_bucket",
+                &[("route", route), ("method", method), ("le", &le)],
+                cumulative,
+            );
+        }
+        let count = cumulative + l.buckets[LATENCY_BOUNDS.len()];
+        out.sample(
+            "friendship_http_request_duration_seconds_bucket",
+            &[("route", route), ("method", method), ("le", "+Inf")],
+            count,
+        );
+        out.sample(
+            "friendship_http_request_duration_seconds_sum",
+            &[("route", route), ("method", method)],
+            Float(l.sum_seconds),
+        );
+        out.sample(
+            "friendship_http_request_duration_seconds_count",
+            &[("route", route), ("method", method)],
+            count,
+        );
+    }
 }
 
 /// Checks a scrape's `Authorization` header against the metrics token:
@@ -288,6 +389,7 @@ mod tests {
                 hits: 40,
                 misses: 8,
             }),
+            requests: None,
         }
     }
 
@@ -350,6 +452,58 @@ mod tests {
             }
         }
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn request_counters_render_as_a_counter_and_a_cumulative_histogram() {
+        let mut buckets = [0; LATENCY_BOUNDS.len() + 1];
+        buckets[1] = 2; // (0.005, 0.01]
+        buckets[5] = 1; // (0.1, 0.25]
+        buckets[LATENCY_BOUNDS.len()] = 1; // over 10 s
+        let text = render(&Snapshot {
+            requests: Some(RequestCounts {
+                requests: vec![RouteRequests {
+                    route: "/api/v1/agent-mappings/:id".into(),
+                    method: "GET".into(),
+                    status_class: "2xx".into(),
+                    count: 4,
+                }],
+                latencies: vec![RouteLatency {
+                    route: "/api/v1/agent-mappings/:id".into(),
+                    method: "GET".into(),
+                    buckets,
+                    sum_seconds: 12.5,
+                }],
+            }),
+            ..snapshot()
+        });
+        let r = r#"route="/api/v1/agent-mappings/:id",method="GET""#;
+        let histogram: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("friendship_http_request"))
+            .collect();
+        assert_eq!(
+            histogram,
+            [
+                format!(r#"friendship_http_requests_total{{{r},status_class="2xx"}} 4"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="0.005"}} 0"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="0.01"}} 2"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="0.025"}} 2"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="0.05"}} 2"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="0.1"}} 2"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="0.25"}} 3"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="0.5"}} 3"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="1"}} 3"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="2.5"}} 3"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="5"}} 3"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="10"}} 3"#),
+                format!(r#"friendship_http_request_duration_seconds_bucket{{{r},le="+Inf"}} 4"#),
+                format!(r#"friendship_http_request_duration_seconds_sum{{{r}}} 12.5"#),
+                format!(r#"friendship_http_request_duration_seconds_count{{{r}}} 4"#),
+            ]
+        );
+        assert!(text.contains("# TYPE friendship_http_requests_total counter\n"));
+        assert!(text.contains("# TYPE friendship_http_request_duration_seconds histogram\n"));
     }
 
     #[test]

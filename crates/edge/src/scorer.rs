@@ -516,7 +516,8 @@ fn report(event: &Claimed, outcome: &Outcome) -> bool {
             };
             log::event(
                 "event_processed",
-                serde_json::json!({ "processing_id": id, "user_id": event.user_id }),
+                serde_json::json!({ "processing_id": id, "user_id": event.user_id,
+                                    "trace_id": event.trace_id }),
             );
             finishable
         }
@@ -528,7 +529,8 @@ fn report(event: &Claimed, outcome: &Outcome) -> bool {
         } => {
             log::event(
                 "event_failed",
-                serde_json::json!({ "processing_id": id, "attempt": attempt, "error": error,
+                serde_json::json!({ "processing_id": id, "trace_id": event.trace_id,
+                                    "attempt": attempt, "error": error,
                                     "status": if *final_attempt { EventStatus::Failed } else { EventStatus::Pending },
                                     "retry_in_ms": retry_in.as_millis() as u64 }),
             );
@@ -537,7 +539,8 @@ fn report(event: &Claimed, outcome: &Outcome) -> bool {
         Outcome::Unprocessable { error } => {
             log::event(
                 "event_failed",
-                serde_json::json!({ "processing_id": id, "error": error, "retry": false }),
+                serde_json::json!({ "processing_id": id, "trace_id": event.trace_id,
+                                    "error": error, "retry": false }),
             );
             false
         }

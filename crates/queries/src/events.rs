@@ -169,7 +169,7 @@ WHERE processing_id IN (SELECT (jsonb_array_elements_text($1::text::jsonb))::uui
 /// still fills whole batches. A user's own events keep their order.
 ///
 /// `$1` how many at most, int8. Rows: `processing_id` uuid, `user_id` text,
-/// `payload` (JSON text), `attempts` int4, and the database's `now` as a UTC
+/// `payload` (JSON text), `attempts` int4, `trace_id` text?, and the database's `now` as a UTC
 /// timestamp (the clock every date of the scoring uses). The rows stay
 /// locked until the transaction ends; concurrent scorers skip them (the
 /// ranking ignores locks: a scorer skips what another holds and takes the
@@ -180,7 +180,7 @@ WHERE processing_id IN (SELECT (jsonb_array_elements_text($1::text::jsonb))::uui
 /// event (`docs/invariants.md`), and
 /// [`crate::retention::SETTLE_PRUNED_REPEATS`] ends it without effect.
 pub const CLAIM_DUE_EVENTS: Read = crate::read!(
-    "SELECT e.processing_id, e.user_id, e.payload::text AS payload, e.attempts,
+    "SELECT e.processing_id, e.user_id, e.payload::text AS payload, e.attempts, e.trace_id,
        now() AT TIME ZONE 'UTC' AS now
 FROM (
     SELECT processing_id, next_attempt_at, accepted_at,

@@ -16,7 +16,8 @@
 //! requests), [`scale`] (the app as separate OS processes, two HTTP and three
 //! scorers, one of them killed mid-stream, scoring thousands of events),
 //! [`hostile`] (what one hostile client, producer or user could once do to
-//! everyone else, each shown bounded).
+//! everyone else, each shown bounded), [`traces`] (a `traceparent` followed
+//! from a request's log line to the scorer's line of its event).
 //!
 //! `SPIN_COMPAT` (`3.6`, `4.0`, `4.1`; `4.0` when unset) picks the Spin line
 //! the host imitates; `scripts/test.sh` runs the suite under `3.6` and `4.0`.
@@ -38,3 +39,4 @@ mod routes;
 mod scale;
 mod scoring;
 mod support;
+mod traces;

@@ -338,3 +338,96 @@ fn without_a_metrics_token_the_route_is_not_found() {
         env.shutdown().await;
     });
 }
+
+/// The value of the exposition line `name{labels} value`, written as the
+/// service writes it (labels in its order), if there is one.
+fn line_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn requests_show_up_per_route_template_never_per_raw_path() {
+    run(async {
+        let env = isolated().await;
+        let admin = env.token("e2e-requests", "admin");
+        let u = user("req");
+        let token = env.token(&u, "user");
+        // Three reads of mappings that do not exist: three raw paths, one
+        // route template. Then a user with no status yet (404), a wrong
+        // method on a known path, and a path no route serves.
+        for id in ["999001", "999002", "999003"] {
+            env.call(
+                "GET",
+                &format!("/api/v1/agent-mappings/{id}"),
+                Some(&admin),
+                None,
+            )
+            .await
+            .expect_error(404, "not_found");
+        }
+        env.call(
+            "POST",
+            "/api/v1/friendship/status",
+            Some(&token),
+            Some(&json!({ "user_id": u })),
+        )
+        .await
+        .expect_error(404, "not_found");
+        env.call("PATCH", "/api/v1/agent-mappings/999004", Some(&admin), None)
+            .await
+            .expect_error(405, "method_not_allowed");
+        env.call("GET", "/no-such-path-999005", None, None)
+            .await
+            .expect_error(404, "not_found");
+
+        // Counted after each answer was sent: wait for the last one.
+        let route = "/api/v1/agent-mappings/:id";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (text, scraped) = loop {
+            let (resp, scraped) = scrape(&env).await;
+            let seen = scraped.samples.iter().any(|s| {
+                s.metric == "friendship_http_requests_total"
+                    && s.labels.get("route") == Some("unmatched")
+            });
+            if seen || Instant::now() > deadline {
+                break (resp.text, scraped);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let requests = |route: &str, method: &str, class: &str| {
+            typed(
+                &scraped,
+                "friendship_http_requests_total",
+                &[
+                    ("route", route),
+                    ("method", method),
+                    ("status_class", class),
+                ],
+                true,
+            )
+        };
+        assert_eq!(requests(route, "GET", "4xx"), 3.0);
+        assert_eq!(requests("/api/v1/friendship/status", "POST", "4xx"), 1.0);
+        // A wrong method on a known path: the path's template, the method
+        // as sent.
+        assert_eq!(requests(route, "PATCH", "4xx"), 1.0);
+        assert_eq!(requests("unmatched", "GET", "4xx"), 1.0);
+        // The latency histogram of the route: three requests, cumulative.
+        let labels = format!(r#"route="{route}",method="GET""#);
+        for series in [
+            format!("friendship_http_request_duration_seconds_count{{{labels}}}"),
+            format!(r#"friendship_http_request_duration_seconds_bucket{{{labels},le="+Inf"}}"#),
+        ] {
+            assert_eq!(line_value(&text, &series), Some(3.0), "{series}\n{text}");
+        }
+        let sum = format!("friendship_http_request_duration_seconds_sum{{{labels}}}");
+        assert!(line_value(&text, &sum).is_some_and(|s| s > 0.0), "{text}");
+        assert!(text.contains("# TYPE friendship_http_request_duration_seconds histogram\n"));
+        // Bounded labels: no raw path, no id, ever.
+        for id in ["999001", "999002", "999003", "999004", "999005", u.as_str()] {
+            assert!(!text.contains(id), "{id} leaked into a label:\n{text}");
+        }
+        env.shutdown().await;
+    });
+}

@@ -1,5 +1,5 @@
 //! The request pipeline every HTTP component shares ([`serve`]): the request
-//! id ([`request_id`]), the route table with 404 and 405 with `Allow`
+//! id ([`request_id`]), the trace id of a W3C `traceparent` ([`trace`]), the route table with 404 and 405 with `Allow`
 //! ([`routing`]), strict JSON bodies ([`body`]), query strings and pages
 //! ([`query`]), JSON answers sent whole ([`respond`]), and one structured
 //! log line per request.
@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use spin_sdk::http::{IncomingRequest, Request, Response};
+use spin_sdk::http::{IncomingRequest, Request, Response, ResponseOutparam};
 
 use crate::auth::{self, Principal, Role};
 use crate::error::ApiError;
@@ -30,6 +30,7 @@ mod query;
 mod request_id;
 mod respond;
 mod routing;
+pub mod trace;
 
 pub use body::{decode_json, read_bounded, BodyRead};
 pub use query::{parse_query, Limit, Offset, Page};
@@ -38,7 +39,9 @@ pub use routing::Route;
 
 use query::PageQuery;
 use request_id::request_id_of;
-use routing::{choose, Choice};
+use routing::{choose, method_name, Choice};
+
+use crate::redis::requests::{self, Served};
 
 /// Bodies above this many bytes are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -75,6 +78,10 @@ impl Reply {
 /// What a handler knows about the request it serves.
 pub struct Ctx<'a> {
     pub request_id: String,
+    /// The W3C trace id: the request's valid `traceparent`'s, else a new
+    /// one ([`trace`]). Logged beside the request id, and stored with an
+    /// event, whose scorer log lines then carry it.
+    pub trace_id: String,
     /// The request's method, URI and headers (the last of a repeated
     /// header). Its body is always empty: read the body with [`Ctx::body`]
     /// or [`Ctx::json_body`].
@@ -185,10 +192,31 @@ impl Ctx<'_> {
     }
 }
 
+/// A component's whole request: [`serve`], the answer sent ([`respond`]),
+/// then the request counted (`redis::requests`, sampled; when the component
+/// counts requests) once the answer is Spin's, so that counting never
+/// delays it.
+pub fn handle(incoming: IncomingRequest, routes: &[Route], out: ResponseOutparam) {
+    let started = Instant::now();
+    let (response, mut served) = serve_and_describe(incoming, routes, started);
+    respond(response, out);
+    served.latency = started.elapsed();
+    requests::record(&served);
+}
+
 /// Serves one request with a component's route table, and logs it. The
 /// body is read only if, and once, a handler asks for it ([`Ctx::body`]).
 pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
-    let started = Instant::now();
+    serve_and_describe(incoming, routes, Instant::now()).0
+}
+
+/// [`serve`], with what the request counters need of the request (its
+/// latency so far).
+fn serve_and_describe(
+    incoming: IncomingRequest,
+    routes: &[Route],
+    started: Instant,
+) -> (Response, Served) {
     let headers = incoming.headers().entries();
     let request = Request::builder()
         .method(incoming.method())
@@ -197,20 +225,28 @@ pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
         .build();
     let body = body::Body::unread(incoming);
     let request_id = request_id_of(&request);
+    let trace_id = trace::trace_id_of(&headers);
     let now = Utc::now();
     let path = request.path().to_string();
     let method = request.method().clone();
 
     let mut route_name = "unmatched";
+    let mut template = "unmatched";
+    let mut method_label = method_name(&method);
     let mut logged = true;
     let mut user_id = None;
     let mut log_fields = serde_json::Map::new();
     let result = match choose(routes, &method, &path) {
         Choice::Route(route, params) => {
             route_name = route.name;
+            template = route.pattern;
+            if !route.any_method {
+                method_label = method_name(&route.method);
+            }
             logged = route.logged;
             let mut ctx = Ctx {
                 request_id: request_id.clone(),
+                trace_id: trace_id.clone(),
                 request: &request,
                 headers: &headers,
                 body,
@@ -225,8 +261,13 @@ pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
             result
         }
         Choice::NotFound => Err(ApiError::NotFound(format!("no route for {path}"))),
-        Choice::MethodNotAllowed { name, allow } => {
+        Choice::MethodNotAllowed {
+            name,
+            pattern,
+            allow,
+        } => {
             route_name = name;
+            template = pattern;
             Err(ApiError::MethodNotAllowed {
                 method: method.to_string(),
                 allow,
@@ -264,11 +305,18 @@ pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
         }
     };
 
+    let served = Served {
+        route: template,
+        method: method_label,
+        status,
+        latency: started.elapsed(),
+    };
     if !logged && status < 400 {
-        return response;
+        return (response, served);
     }
     log::request(
         &request_id,
+        &trace_id,
         &method.to_string(),
         route_name,
         &path,
@@ -277,7 +325,7 @@ pub fn serve(incoming: IncomingRequest, routes: &[Route]) -> Response {
         user_id.as_deref(),
         log_fields,
     );
-    response
+    (response, served)
 }
 
 /// Formats a UTC instant the way every answer does (RFC 3339, `Z`).

@@ -14,9 +14,11 @@ pub(super) enum Choice<'r> {
     /// No pattern matches the path: 404.
     NotFound,
     /// The path is known, the method is not: 405, `Allow` listing `allow`;
-    /// `name` is the path's first route, for the log line.
+    /// `name` is the path's first route, for the log line, and `pattern`
+    /// its path template, for the request counters.
     MethodNotAllowed {
         name: &'static str,
+        pattern: &'static str,
         allow: Vec<&'static str>,
     },
 }
@@ -35,7 +37,7 @@ pub(super) fn choose<'r>(routes: &'r [Route], method: &Method, path: &str) -> Ch
     if matching.is_empty() {
         return Choice::NotFound;
     }
-    let name = matching[0].0.name;
+    let (name, pattern) = (matching[0].0.name, matching[0].0.pattern);
     if let Some(i) = matching
         .iter()
         .position(|(r, _)| r.any_method || r.method == *method)
@@ -48,7 +50,11 @@ pub(super) fn choose<'r>(routes: &'r [Route], method: &Method, path: &str) -> Ch
         .map(|(r, _)| method_name(&r.method))
         .collect();
     allow.dedup();
-    Choice::MethodNotAllowed { name, allow }
+    Choice::MethodNotAllowed {
+        name,
+        pattern,
+        allow,
+    }
 }
 
 /// One line of a component's route table. Patterns are literal segments and
@@ -127,8 +133,9 @@ fn percent_decode(raw: &str) -> String {
         .into_owned()
 }
 
-/// A method's name, for `Allow`.
-fn method_name(method: &Method) -> &'static str {
+/// A method's name, for `Allow` and the request counters' `method` label
+/// (`OTHER` for any but the standard ones: the label stays bounded).
+pub(super) fn method_name(method: &Method) -> &'static str {
     match method {
         Method::Get => "GET",
         Method::Post => "POST",
@@ -168,7 +175,7 @@ mod tests {
         match choose(ROUTES, &method, path) {
             Choice::Route(route, params) => Ok((route.name, params)),
             Choice::NotFound => Err("404".into()),
-            Choice::MethodNotAllowed { name, allow } => Err(format!("405 {name} {allow:?}")),
+            Choice::MethodNotAllowed { name, allow, .. } => Err(format!("405 {name} {allow:?}")),
         }
     }
 

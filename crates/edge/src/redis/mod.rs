@@ -1,9 +1,11 @@
 //! Outbound Redis (`redis_url`), through Spin's `spin:redis`: the connection
-//! ([`open`]) and the cache [`counters`] that go over it (the scorer's
+//! ([`open`]) and the cache [`counters`] that go over it; the request
+//! counters ([`requests`]), written over a plain socket with timeouts (the scorer's
 //! doorbell is [`crate::doorbell`]). Spin opens a new connection for every `open`, so a request
 //! opens one at most and only when it needs it.
 
 pub mod counters;
+pub mod requests;
 
 use spin_sdk::redis::Connection;
 

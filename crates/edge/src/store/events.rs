@@ -49,14 +49,16 @@ pub fn record_events(
     db: &Db,
     batch: &[&ConversationEnd],
 ) -> Result<Vec<Result<Recorded, RecordError>>, DbError> {
-    record_with(db, batch, |(insert, params)| db.write(insert, params))
+    let batch: Vec<_> = batch.iter().map(|event| (*event, None)).collect();
+    record_with(db, &batch, |(insert, params)| db.write(insert, params))
 }
 
-/// [`record_events`], with `insert` running the insert statement and
+/// [`record_events`], each event with the trace id of the request that
+/// posted it (if any), with `insert` running the insert statement and
 /// answering how many rows it inserted.
 pub(crate) fn record_with(
     db: &Db,
-    batch: &[&ConversationEnd],
+    batch: &[(&ConversationEnd, Option<&str>)],
     insert: impl FnOnce((&Write, &[P])) -> Result<u64, DbError>,
 ) -> Result<Vec<Result<Recorded, RecordError>>, DbError> {
     #[derive(Serialize)]
@@ -65,14 +67,17 @@ pub(crate) fn record_with(
         conversation_id: &'a str,
         user_id: &'a str,
         payload: &'a friendship_domain::ConversationMetadata,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trace_id: Option<&'a str>,
     }
     let rows: Vec<Row> = batch
         .iter()
-        .map(|event| Row {
+        .map(|(event, trace_id)| Row {
             processing_id: Uuid::new_v4(),
             conversation_id: event.conversation_id.as_str(),
             user_id: event.user_id.as_str(),
             payload: &event.metadata,
+            trace_id: *trace_id,
         })
         .collect();
     let json = serde_json::to_string(&rows)
@@ -248,6 +253,8 @@ pub struct Claimed {
     pub payload: String,
     /// Attempts used so far.
     pub attempts: i32,
+    /// The W3C trace id of the request that posted it, if any.
+    pub trace_id: Option<String>,
     /// The database's clock: every date of the scoring uses it.
     #[serde(deserialize_with = "db::utc::deserialize")]
     pub now: DateTime<Utc>,

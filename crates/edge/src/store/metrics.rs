@@ -63,5 +63,6 @@ pub fn metrics_snapshot(db: &Db) -> Result<Snapshot, DbError> {
         lag_buckets,
         catalogue_version: row.catalogue_version,
         cache: None,
+        requests: None,
     })
 }

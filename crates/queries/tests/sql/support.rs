@@ -311,6 +311,7 @@ pub struct Claimed {
     pub user_id: String,
     pub payload: String,
     pub attempts: i32,
+    pub trace_id: Option<String>,
     pub now: NaiveDateTime,
 }
 

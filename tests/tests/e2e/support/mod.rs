@@ -313,6 +313,15 @@ pub struct Env {
     pub servers: tokio::sync::Mutex<Servers>,
 }
 
+/// Component output as `spin up` writes it, in `<dir>/logs-<name>` (where
+/// a `spin up` process of that name writes its own).
+fn logs_in(dir: &std::path::Path, name: &str) -> e2e::host::ComponentStdio {
+    e2e::host::ComponentStdio::Spin {
+        log_dir: Some(dir.join(format!("logs-{name}"))),
+        follow: None,
+    }
+}
+
 /// Where the scorers' supervisors copy their apps' violations.
 type Violations = Arc<std::sync::Mutex<Vec<String>>>;
 
@@ -413,6 +422,8 @@ impl Env {
             ("redrive_pending_after_seconds", "30".to_string()),
             // Every suggest counted: the cache tests check the counters exactly.
             ("cache_count_every", "1".to_string()),
+            // Every request counted: the request metrics are checked exactly.
+            ("request_count_every", "1".to_string()),
             // The harness's ticker rings instead of the app's own, as
             // scripts/scorer.sh's does (the `plain` tests run the app's own).
             ("self_tick_ms", "0".to_string()),
@@ -433,6 +444,9 @@ impl Env {
             http: true,
             redis_trigger: false,
             env_variables: false,
+            // As `spin up` writes component output (and copies it to
+            // stderr): the tests read it (`Env::component_log`).
+            stdio: logs_in(dir.path(), "http"),
             ..AppConfig::default()
         };
         let spin_compat = config.spin_compat;
@@ -451,7 +465,10 @@ impl Env {
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         for n in 0..SCORERS {
             let supervised = Supervised {
-                config: scorer.clone(),
+                config: AppConfig {
+                    stdio: logs_in(dir.path(), &format!("scorer-{}", n + 1)),
+                    ..scorer.clone()
+                },
                 name: format!("scorer-{}", n + 1),
                 dir: dir.path().to_path_buf(),
                 stop: stop_rx.clone(),
@@ -495,6 +512,26 @@ impl Env {
             database: std::sync::Mutex::new(Some(database)),
             servers: tokio::sync::Mutex::new(servers),
         }
+    }
+
+    /// Everything a component wrote on stdout so far, in every process of
+    /// the environment (the HTTP app, each scorer), one file after another:
+    /// its JSON log lines.
+    pub fn component_log(&self, component: &str) -> String {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self._dir.path())
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        dirs.iter()
+            .filter(|d| {
+                d.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("logs-"))
+            })
+            .map(|d| {
+                std::fs::read_to_string(d.join(format!("{component}_stdout.txt")))
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// Every statement, so far, that the Spin line the host imitates would
