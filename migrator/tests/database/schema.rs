@@ -89,7 +89,9 @@ fn down_reverts_the_requested_number_of_migrations_newest_first() {
             .unwrap()
             .is_empty());
 
-        let reverted = migrator::down(&mut conn, DownCount::Last(10)).await.unwrap();
+        let reverted = migrator::down(&mut conn, DownCount::Last(10))
+            .await
+            .unwrap();
         let names: Vec<_> = reverted.iter().map(|m| m.description.as_str()).collect();
         assert_eq!(
             names,
