@@ -169,7 +169,8 @@ WHERE processing_id IN (SELECT (jsonb_array_elements_text($1::text::jsonb))::uui
 /// still fills whole batches. A user's own events keep their order.
 ///
 /// `$1` how many at most, int8. Rows: `processing_id` uuid, `user_id` text,
-/// `payload` (JSON text), `attempts` int4, `trace_id` text?, and the database's `now` as a UTC
+/// `payload` (JSON text), `attempts` int4, `trace_id` text (null unless the
+/// event was posted with a `traceparent`), and the database's `now` as a UTC
 /// timestamp (the clock every date of the scoring uses). The rows stay
 /// locked until the transaction ends; concurrent scorers skip them (the
 /// ranking ignores locks: a scorer skips what another holds and takes the

@@ -209,6 +209,7 @@ const SIGNATURES: &[Signature] = &[
             ("user_id", "TEXT"),
             ("payload", "TEXT"),
             ("attempts", "INT4"),
+            ("trace_id", "TEXT"),
             ("now", "TIMESTAMP"),
         ],
     },
