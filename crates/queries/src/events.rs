@@ -164,9 +164,11 @@ WHERE processing_id IN (SELECT (jsonb_array_elements_text($1::text::jsonb))::uui
 /// among the oldest due events (at most ten times `$1`, through the due
 /// index), each user's first event comes before anyone's second, each
 /// user's second before anyone's third, and so on, oldest first within a
-/// rank; so one user's backlog of hundreds of events never holds another
-/// user's event back for more than one batch, and a single user's backlog
-/// still fills whole batches. A user's own events keep their order.
+/// rank, and a batch holds at most ten events of one user. A batch's
+/// transaction commits only once all its events are applied, and a user's
+/// events are applied one after the other, so the share keeps one user's
+/// backlog of hundreds of events from making another user's event wait for
+/// more than two short batches. A user's own events keep their order.
 ///
 /// `$1` how many at most, int8. Rows: `processing_id` uuid, `user_id` text,
 /// `payload` (JSON text), `attempts` int4, `trace_id` text (null unless the
@@ -198,7 +200,7 @@ FROM (
     ) oldest
 ) due
 JOIN conversation_events e USING (processing_id)
-WHERE e.status = 'pending'
+WHERE e.status = 'pending' AND due.rank <= 10
 ORDER BY due.rank, due.next_attempt_at, due.accepted_at
 LIMIT $1::int8
 FOR UPDATE OF e SKIP LOCKED"

@@ -963,7 +963,7 @@ async fn age_all(pool: &sqlx::PgPool, seconds: f64) {
 }
 
 #[test]
-fn a_users_backlog_never_holds_another_users_event_back_more_than_one_rank() {
+fn a_users_backlog_never_holds_another_users_event_back_and_fills_at_most_ten_of_a_batch() {
     with_migrated_db(|db| async move {
         // 30 older events of one user, then one of another.
         let mut flood = Vec::new();
@@ -978,36 +978,47 @@ fn a_users_backlog_never_holds_another_users_event_back_more_than_one_rank() {
             .unwrap();
 
         let mut tx = db.pool.begin().await.unwrap();
-        let claimed: Vec<Uuid> = claim_up_to(&mut *tx, 10)
+        let claimed: Vec<Uuid> = claim_up_to(&mut *tx, 100)
             .await
             .into_iter()
             .map(|c| c.processing_id)
             .collect();
         // The bystander's one event is in the first batch, after the
         // flooder's oldest (both are rank 1); the flooder's own events keep
-        // their order and fill the rest of the batch.
+        // their order, ten of them at most.
         let mut expected = vec![flood[0], other];
-        expected.extend_from_slice(&flood[1..9]);
+        expected.extend_from_slice(&flood[1..10]);
         assert_eq!(claimed, expected);
         tx.rollback().await.unwrap();
 
-        // A second scorer, while the first holds its batch, takes the next
-        // ones in rank and never one the first holds.
+        // A second scorer, while the first holds its batch, takes none of
+        // the events the first holds; once they are done, the next ten.
         let mut first = db.pool.begin().await.unwrap();
         let mut second = db.pool.begin().await.unwrap();
-        let a: Vec<Uuid> = claim_up_to(&mut *first, 10)
+        let a: Vec<Uuid> = claim_up_to(&mut *first, 100)
             .await
             .into_iter()
             .map(|c| c.processing_id)
             .collect();
-        let b: Vec<Uuid> = claim_up_to(&mut *second, 10)
+        let b: Vec<Uuid> = claim_up_to(&mut *second, 100)
             .await
             .into_iter()
             .map(|c| c.processing_id)
             .collect();
         assert_eq!(a, expected);
-        assert_eq!(b, flood[9..19]);
-        first.rollback().await.unwrap();
+        assert_eq!(b, Vec::<Uuid>::new());
+        for id in &a {
+            mark_processed(&mut *first, *id).await;
+        }
+        first.commit().await.unwrap();
         second.rollback().await.unwrap();
+        let mut third = db.pool.begin().await.unwrap();
+        let c: Vec<Uuid> = claim_up_to(&mut *third, 100)
+            .await
+            .into_iter()
+            .map(|c| c.processing_id)
+            .collect();
+        assert_eq!(c, flood[10..20]);
+        third.rollback().await.unwrap();
     });
 }
