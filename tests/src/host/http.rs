@@ -144,7 +144,7 @@ impl HttpApp {
         req: Request<Incoming>,
         client_addr: SocketAddr,
     ) -> anyhow::Result<Response<HyperOutgoingBody>> {
-        Ok(self.handle_inner(req, client_addr).await?)
+        self.handle_inner(req, client_addr).await
     }
 
     async fn handle_inner(
