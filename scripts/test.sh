@@ -55,8 +55,11 @@ E2E_TIMEOUT=${E2E_TIMEOUT:-1800}
 
 bash scripts/build-components.sh
 
-logs=$(mktemp -d)
-trap 'rm -rf "$logs"; stop_services' EXIT
+# Each pass's whole output, kept for reading after a failure.
+logs=.run/test-logs
+rm -rf "$logs"
+mkdir -p "$logs"
+trap stop_services EXIT
 status=0
 summary=()
 
@@ -68,6 +71,9 @@ e2e_pass() {
     local server=$1 log=$2
     shift 2
     local pass_status=0 pid
+    # Created first: `tail` below must find it even if it starts before the
+    # pass has opened it (it gave up, and the pass's output went unshown).
+    : >"$log"
     setsid timeout -k 10 "$E2E_TIMEOUT" "$@" >"$log" 2>&1 &
     pid=$!
     # Shown as it comes; `tail` ends once the pass has and its log is read.
@@ -80,7 +86,11 @@ e2e_pass() {
         echo "test.sh: the end-to-end suite on $server did not finish within ${E2E_TIMEOUT}s" >&2
     fi
     summary+=("e2e on $server: $(awk '/^test result:/ { p += $4; f += $6 }
-        END { printf "%d passed, %d failed", p, f }' "$log")$([[ $pass_status == 0 ]] || echo " (exit status $pass_status)")")
+        END { printf "%d passed, %d failed", p, f }' "$log")$([[ $pass_status == 0 ]] || echo " (exit status $pass_status; $log)")")
+    # The failed tests by name, so a failure is found without the log.
+    local failed
+    failed=$(grep -E '^test .* FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/' | paste -sd ' ' -) || true
+    [[ -z "$failed" ]] || summary+=("  failed: $failed")
     return "$pass_status"
 }
 

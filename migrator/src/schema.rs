@@ -245,7 +245,9 @@ mod tests {
                 "metrics",
                 "retention",
                 "planned once",
-                "idempotency per user"
+                "idempotency per user",
+                "event trace id",
+                "daily score cap"
             ]
         );
     }
