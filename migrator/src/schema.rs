@@ -247,7 +247,9 @@ mod tests {
                 "planned once",
                 "idempotency per user",
                 "event trace id",
-                "daily score cap"
+                "daily score cap",
+                "level change outbox",
+                "inactivity decay"
             ]
         );
     }

@@ -36,6 +36,7 @@ string_enum! {
     pub enum Cause (field = "cause") {
         Conversation => "conversation",
         ServiceUpdate => "service_update",
+        Decay => "decay",
     }
 }
 
@@ -110,7 +111,51 @@ pub struct Change {
     pub daily_score_cap: Option<f64>,
 }
 
+/// Inactivity decay, from the deployment's variables: a user who has not
+/// talked for more than `after_days` whole days loses `points_per_day` per
+/// further day, never below 0, one change (and history line) per day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decay {
+    /// The days of absence without decay (`decay_after_days`).
+    pub after_days: u16,
+    /// The points one day of decay takes (`decay_points_per_day`); 0 turns
+    /// decay off.
+    pub points_per_day: f64,
+}
+
+impl Decay {
+    /// The defaults of `spin.toml`: off.
+    pub const OFF: Decay = Decay {
+        after_days: 14,
+        points_per_day: 0.0,
+    };
+
+    pub fn is_on(&self) -> bool {
+        self.points_per_day > 0.0
+    }
+}
+
 impl Change {
+    /// One day of inactivity decay of `user_id` (claimed as due by
+    /// `friendship::CLAIM_DECAY`): `points_per_day` off the score (floored at
+    /// 0 by the statement), no interaction, no event, never capped; the
+    /// statement counts the day on the user's row.
+    pub fn decay(user_id: &str, decay: &Decay, max_topics_per_user: u16) -> Change {
+        Change {
+            user_id: user_id.to_owned(),
+            score_change: -decay.points_per_day,
+            turns_increment: 0,
+            streak_day: None,
+            last_emotion: None,
+            topics: BTreeMap::new(),
+            processing_id: None,
+            cause: Cause::Decay,
+            interaction: false,
+            max_topics: i32::from(max_topics_per_user),
+            daily_score_cap: None,
+        }
+    }
+
     /// A service update: score and topics only, no interaction, no event;
     /// never capped by the daily score cap (the operator's tool), but the
     /// user's topics kept within `max_topics_per_user`.
@@ -283,6 +328,26 @@ mod tests {
             json["daily_score_cap"].is_null(),
             "a service update is never capped"
         );
+    }
+
+    #[test]
+    fn a_day_of_decay_takes_its_points_and_is_no_interaction() {
+        let decay = Decay {
+            after_days: 3,
+            points_per_day: 2.5,
+        };
+        assert!(decay.is_on() && !Decay::OFF.is_on());
+        let change = Change::decay("u", &decay, 100);
+        assert_eq!(change.score_change, -2.5);
+        assert_eq!(change.cause, Cause::Decay);
+        assert!(!change.interaction && change.processing_id.is_none());
+        assert!(change.daily_score_cap.is_none() && change.topics.is_empty());
+        let json = serde_json::to_value(&change).unwrap();
+        assert_eq!(json["cause"], "decay");
+        let now = Utc::now();
+        let kept = locked().after(&change, now, Level::Stranger);
+        assert_eq!(kept.last_interaction, locked().last_interaction);
+        assert_eq!(kept.streak_day, 2);
     }
 
     #[test]

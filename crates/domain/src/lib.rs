@@ -45,7 +45,7 @@ pub use agent::{Agent, AgentFields, AgentType, GreetingTrigger, Weight, MAX_WEIG
 pub use candidates::{
     candidates_key, suggest, CandidateRecord, Suggestion, CANDIDATE_FORMAT, CATALOGUE_VERSION_KEY,
 };
-pub use change::{plan, rounds, Cause, Change, Limits, Locked};
+pub use change::{plan, rounds, Cause, Change, Decay, Limits, Locked};
 pub use error::ValidationError;
 pub use event::{
     ConversationEnd, ConversationMetadata, Count, Doorbell, Emotion, TopicTurns, MAX_COUNT,

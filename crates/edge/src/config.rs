@@ -8,6 +8,12 @@ pub enum ConfigError {
     Missing { name: &'static str, detail: String },
     #[error("configuration variable `{name}` is not a valid number: {raw:?}")]
     NotANumber { name: &'static str, raw: String },
+    #[error("configuration variable `{name}` is out of range: {raw:?} (expected {expected})")]
+    OutOfRange {
+        name: &'static str,
+        raw: String,
+        expected: &'static str,
+    },
 }
 
 /// Reads a component variable, as text.
@@ -111,4 +117,109 @@ pub fn limits() -> Result<friendship_domain::Limits, ConfigError> {
         max_topics_per_user: max_topics_per_user()?,
         daily_score_cap: daily_score_cap()?,
     })
+}
+
+/// Inactivity decay (`decay_after_days`, a whole number of days from 0 to
+/// 65,535; `decay_points_per_day`, a finite number of points, 0 or more: 0
+/// turns decay off).
+pub fn decay() -> Result<friendship_domain::Decay, ConfigError> {
+    decay_from(text("decay_after_days")?, text("decay_points_per_day")?)
+}
+
+/// [`decay`] from the variables' texts.
+fn decay_from(after_days: String, points: String) -> Result<friendship_domain::Decay, ConfigError> {
+    let after_days = after_days
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| ConfigError::NotANumber {
+            name: "decay_after_days",
+            raw: after_days.clone(),
+        })?;
+    let points_per_day = match points.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => value,
+        Ok(_) => {
+            return Err(ConfigError::OutOfRange {
+                name: "decay_points_per_day",
+                raw: points,
+                expected: "a finite number of points, 0 or more; 0 turns decay off",
+            })
+        }
+        Err(_) => {
+            return Err(ConfigError::NotANumber {
+                name: "decay_points_per_day",
+                raw: points,
+            })
+        }
+    };
+    Ok(friendship_domain::Decay {
+        after_days,
+        points_per_day,
+    })
+}
+
+/// The Redis Stream level changes are published on (`level_changes_stream`):
+/// any non-empty key.
+pub fn level_changes_stream() -> Result<String, ConfigError> {
+    stream_key_from(text("level_changes_stream")?)
+}
+
+/// [`level_changes_stream`] from the variable's text.
+fn stream_key_from(raw: String) -> Result<String, ConfigError> {
+    if raw.trim().is_empty() {
+        return Err(ConfigError::OutOfRange {
+            name: "level_changes_stream",
+            raw,
+            expected: "the key of a Redis Stream, not empty",
+        });
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decay(after: &str, points: &str) -> Result<friendship_domain::Decay, String> {
+        decay_from(after.into(), points.into()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn decay_settings_are_read_and_bad_ones_named_with_what_is_expected() {
+        let on = decay(" 7 ", "2.5").unwrap();
+        assert_eq!((on.after_days, on.points_per_day), (7, 2.5));
+        assert!(on.is_on());
+        assert!(!decay("0", "0").unwrap().is_on(), "0 points: off");
+        assert_eq!(
+            decay("-1", "1").unwrap_err(),
+            "configuration variable `decay_after_days` is not a valid number: \"-1\""
+        );
+        assert!(decay("65536", "1").is_err());
+        assert!(decay("1.5", "1").is_err());
+        assert_eq!(
+            decay("7", "-2").unwrap_err(),
+            "configuration variable `decay_points_per_day` is out of range: \"-2\" \
+             (expected a finite number of points, 0 or more; 0 turns decay off)"
+        );
+        for bad in ["NaN", "inf", "-inf"] {
+            assert!(
+                decay("7", bad).unwrap_err().contains("out of range"),
+                "{bad}"
+            );
+        }
+        assert!(decay("7", "ten")
+            .unwrap_err()
+            .contains("not a valid number"));
+    }
+
+    #[test]
+    fn the_level_changes_stream_is_any_non_empty_key() {
+        assert_eq!(
+            stream_key_from("friendship-level-changes".into()).unwrap(),
+            "friendship-level-changes"
+        );
+        assert!(stream_key_from("  ".into())
+            .unwrap_err()
+            .to_string()
+            .contains("`level_changes_stream` is out of range"));
+    }
 }

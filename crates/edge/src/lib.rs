@@ -11,6 +11,7 @@
 //! - [`cache`]: candidates in Spin key-value;
 //! - [`redis`]: outbound Redis (the scorer's doorbell, the cache counters);
 //! - [`inbound`]: events published on Redis (channel and stream) by back-end producers;
+//! - [`level_changes`]: level transitions relayed from their outbox to a Redis Stream;
 //! - [`suggestions`] and [`scorer`]: the two use cases with more than one step;
 //! - [`metrics`]: the Prometheus exposition of `GET /metrics`, and its token check;
 //! - [`probe`]: bounded TCP probes of Postgres and Redis, for `/health` and `/metrics`;
@@ -24,6 +25,7 @@ pub mod doorbell;
 pub mod error;
 pub mod http;
 pub mod inbound;
+pub mod level_changes;
 pub mod log;
 pub mod metrics;
 pub mod probe;

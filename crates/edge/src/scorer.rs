@@ -22,7 +22,15 @@
 //! wake-up that stopped in between is finished by the next one.
 //!
 //! A wake-up that found nothing to score (an idle tick) prunes one bounded
-//! batch of rows past their retention window (`crate::store::retention`).
+//! batch of rows past their retention window (`crate::store::retention`)
+//! and, when it is on, applies one bounded batch of inactivity decay
+//! (`store::apply_decay`: a day for each user due one, through the same
+//! statement as any change). Every wake-up ends by relaying a bounded batch
+//! of level changes from their outbox to the level-changes stream
+//! ([`crate::level_changes`]).
+//!
+//! All of it is wake-up work, so it needs no process of its own: the
+//! ticker that picks up retries also paces retention, decay and the relay.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -33,6 +41,7 @@ use crate::cache::{self, Cache};
 use crate::config::{self, RetryPolicy};
 use crate::db::{Db, DbError, DbErrorKind};
 use crate::inbound;
+use crate::level_changes;
 use crate::log;
 use crate::store::{self, Cause, Change, Changed, Claimed, Limits, Locked};
 use spin_sdk::redis::{RedisParameter, RedisResult};
@@ -126,12 +135,95 @@ fn wake(
         finish_unfinished(&db)?;
     }
     let due_left = due.due && !score_due(&db, &policy, &limits)?;
-    // Nothing to score and the stream drained: an idle wake-up, retention's
-    // turn, so deleting never competes with scoring.
+    // Nothing to score and the stream drained: an idle wake-up, the turn of
+    // retention and decay, so neither ever competes with scoring.
+    let mut decay_left = false;
     if !due.due && !due.unfinished && !stream_left {
         prune(&db);
+        decay_left = decay(&db, &limits);
     }
-    Ok(stream_left || due_left)
+    // Every wake-up relays, last: the level changes of its own batches and
+    // decay go out with it.
+    let relay_left = match &redis {
+        Ok(redis) => relay(&db, redis),
+        Err(_) => false,
+    };
+    Ok(stream_left || due_left || decay_left || relay_left)
+}
+
+/// Users decayed per wake-up at most (one day each).
+pub const MAX_DECAYED_PER_WAKE: usize = 100;
+
+/// Applies one bounded batch of inactivity decay when it is on
+/// (`store::apply_decay`), then the consequences of the level changes it
+/// made ([`cache::after_change`]). True when users decayed: more days may be
+/// due (a user absent for days gets one per wake-up), so the next wake-up
+/// comes at once. Housekeeping: a failure (a bad setting included) is
+/// logged and the next idle wake-up tries again.
+fn decay(db: &Db, limits: &Limits) -> bool {
+    let started = Instant::now();
+    let decayed = config::decay()
+        .map_err(|e| e.to_string())
+        .and_then(|decay| {
+            if !decay.is_on() {
+                return Ok((0, Vec::new()));
+            }
+            store::apply_decay(db, &decay, limits.max_topics_per_user, MAX_DECAYED_PER_WAKE)
+                .map_err(|e| e.to_string())
+        });
+    match decayed {
+        Ok((0, _)) => false,
+        Ok((users, changed)) => {
+            for changed in &changed {
+                cache::after_change(changed, Cause::Decay);
+            }
+            log::event(
+                "decay_applied",
+                serde_json::json!({ "users": users, "level_changes": changed.len(),
+                                    "ms": started.elapsed().as_millis() as u64 }),
+            );
+            true
+        }
+        Err(error) => {
+            log::event("decay_error", serde_json::json!({ "error": error }));
+            false
+        }
+    }
+}
+
+/// Relays one bounded batch of level changes to `level_changes_stream`
+/// ([`level_changes::relay`]); true when more may be waiting. A failure is
+/// logged and the rows stay unpublished for the next wake-up.
+fn relay(db: &Db, redis: &spin_sdk::redis::Connection) -> bool {
+    let started = Instant::now();
+    let relayed = config::level_changes_stream()
+        .map_err(|e| e.to_string())
+        .and_then(|stream| {
+            level_changes::relay(db, redis, &stream)
+                .map(|relayed| (stream, relayed))
+                .map_err(|e| e.to_string())
+        });
+    match relayed {
+        Ok((_, relayed)) if relayed.claimed == 0 => false,
+        Ok((stream, relayed)) => {
+            let fields = serde_json::json!({ "stream": stream, "published": relayed.published,
+                                             "claimed": relayed.claimed,
+                                             "ms": started.elapsed().as_millis() as u64 });
+            match &relayed.redis_error {
+                None => log::event("level_changes_published", fields),
+                Some(error) => {
+                    let mut fields = fields;
+                    fields["error"] = serde_json::json!(error);
+                    log::event("level_changes_error", fields);
+                }
+            }
+            relayed.more_left()
+        }
+        Err(error) => {
+            log::event("level_changes_error", serde_json::json!({ "error": error }));
+            false
+        }
+    }
 }
 
 /// Longer than a tick's wait may hold the ticker's lease, in case its
@@ -240,6 +332,7 @@ fn prune(db: &Db) {
             "retention_pruned",
             serde_json::json!({ "events": pruned.events, "rejected": pruned.rejected,
                                 "settled_repeats": pruned.settled,
+                                "level_changes": pruned.level_changes,
                                 "ms": started.elapsed().as_millis() as u64 }),
         ),
         Err(error) => log::event("retention_error", serde_json::json!({ "error": error })),

@@ -7,7 +7,8 @@
 //! records the score history and any level transition, and marks the scored
 //! event processed), then, when the level moved, [`GET_STATUS`] reads the
 //! result. The level is a generated column, so it
-//! always matches the score.
+//! always matches the score. Inactivity decay claims its users with
+//! [`CLAIM_DECAY`] and applies through [`APPLY_CHANGES`] like any change.
 
 use crate::{Read, Write};
 
@@ -108,9 +109,12 @@ FOR UPDATE"
 ///   `processed_at` now), so its effect and its mark cannot part:
 ///   `processed`, or `scored` when the level moved (see
 ///   [`crate::events::FINISH_SCORED`])
-/// - `cause` text: `conversation` or `service_update`
+/// - `cause` text: `conversation`, `service_update` or `decay`; a `decay`
+///   change counts one more day of decay applied (`decay_days_applied`, see
+///   [`CLAIM_DECAY`])
 /// - `interaction` bool: the change is an interaction (sets
-///   `last_interaction_date` to now)
+///   `last_interaction_date` to now and starts the days of decay again
+///   from 0)
 /// - `max_topics` int4: the most topics the user keeps. When the merged
 ///   topics are more, the least recently engaged go (the oldest
 ///   `last_date`; among equal dates the name that sorts last in byte order
@@ -131,8 +135,13 @@ FOR UPDATE"
 /// `score_applied` (what the cap let through; `score_after` is
 /// `max(0, score_before + score_applied)`).
 ///
-/// Affects one row (a level transition) per change that moved its user's
-/// level: the caller learns whether any level moved without reading back.
+/// A change that moves its user's level also writes its transition to the
+/// outbox (`level_change_outbox`), in this statement: every transition is
+/// published ([`crate::level_changes`]), whatever caused it.
+///
+/// Affects one row (a level transition's outbox row) per change that moved
+/// its user's level: the caller learns whether any level moved without
+/// reading back.
 pub const APPLY_CHANGES: Write = crate::write!(
     "WITH c AS (
     SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS c(
@@ -168,6 +177,9 @@ pub const APPLY_CHANGES: Write = crate::write!(
         daily_gain_date = CASE WHEN a.cause = 'conversation'
                                THEN (now() AT TIME ZONE 'UTC')::date
                                ELSE fs.daily_gain_date END,
+        decay_days_applied = CASE WHEN a.interaction THEN 0
+                                  WHEN a.cause = 'decay' THEN fs.decay_days_applied + 1
+                                  ELSE fs.decay_days_applied END,
         topic_metrics = (
             SELECT COALESCE(jsonb_object_agg(kept.key, kept.value), '{}'::jsonb)
             FROM (
@@ -207,10 +219,44 @@ pub const APPLY_CHANGES: Write = crate::write!(
         attempts = e.attempts + 1, processed_at = now(), updated_at = now()
     FROM applied
     WHERE e.processing_id = applied.processing_id AND e.status = 'pending'
+), transitions AS (
+    INSERT INTO friendship_level_transitions
+        (user_id, from_level, to_level, score, cause, processing_id)
+    SELECT user_id, level_before, level_after, score_after, cause, processing_id
+    FROM applied
+    WHERE level_before <> level_after
+    RETURNING id
 )
-INSERT INTO friendship_level_transitions
-    (user_id, from_level, to_level, score, cause, processing_id)
-SELECT user_id, level_before, level_after, score_after, cause, processing_id
-FROM applied
-WHERE level_before <> level_after"
+INSERT INTO level_change_outbox (transition_id)
+SELECT id FROM transitions"
+);
+
+/// Claims, inside the caller's transaction, up to `$3` users due a day of
+/// inactivity decay, longest absent first, `FOR UPDATE SKIP LOCKED`: scorers
+/// deciding at once take disjoint users, and none waits. A user is due when
+/// it has points left and its last interaction is at least `$1` + its days
+/// of decay applied + 1 whole days ago (`decay_days_applied`, which
+/// [`APPLY_CHANGES`] counts up with each decay change and resets on an
+/// interaction): the `n`-th day past the grace of `$1` days is claimed once
+/// it has begun, and once only, since its change counts it on the locked row
+/// (a scorer that finds the row changed under its lock checks it again, and
+/// skips it). Days not yet applied (decay turned on, scorers stopped) are
+/// applied one per claim, so each day keeps its own history line.
+///
+/// The first bound on `last_interaction_date` is the same with no day
+/// applied: it lets the scan start in the index `friendship_status_decay_idx`
+/// (users with points left) instead of reading every row.
+///
+/// `$1` the grace, whole days int4, `$2` how many at most int8. Rows: the columns of [`LOCK_USERS`] (a
+/// `friendship_domain::Locked` each), in no particular order.
+pub const CLAIM_DECAY: Read = crate::read!(
+    "SELECT user_id, last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date,
+       streak_day, friendship_level
+FROM friendship_status
+WHERE friendship_score > 0 AND last_interaction_date IS NOT NULL
+  AND last_interaction_date <= now() - make_interval(days => $1::int4 + 1)
+  AND last_interaction_date <= now() - make_interval(days => $1::int4 + decay_days_applied + 1)
+ORDER BY last_interaction_date
+LIMIT $2::int8
+FOR UPDATE SKIP LOCKED"
 );

@@ -33,7 +33,8 @@
 //!
 //! Modules: [`events`] (the durable conversation-event record), [`doorbell`]
 //! (whether a scorer wake-up is on its way), [`friendship`]
-//! (status and its atomic changes), [`mappings`] (the agent catalogue),
+//! (status and its atomic changes, inactivity decay), [`level_changes`]
+//! (the outbox of level changes for other services), [`mappings`] (the agent catalogue),
 //! [`metrics`] (what `GET /metrics` reads, and the scorer's counters),
 //! [`rejected`] (Redis messages the scorer could not accept), [`retention`]
 //! (pruning old events and rejected messages, keeping what idempotency
@@ -43,6 +44,7 @@ pub mod doorbell;
 pub mod events;
 pub mod friendship;
 pub mod health;
+pub mod level_changes;
 pub mod mappings;
 pub mod metrics;
 pub mod rejected;
@@ -109,6 +111,11 @@ pub const READS: &[(&str, &Read)] = &[
         &friendship::SUGGESTION_INPUTS,
     ),
     ("friendship::LOCK_USERS", &friendship::LOCK_USERS),
+    ("friendship::CLAIM_DECAY", &friendship::CLAIM_DECAY),
+    (
+        "level_changes::CLAIM_UNPUBLISHED",
+        &level_changes::CLAIM_UNPUBLISHED,
+    ),
     ("mappings::COUNT", &mappings::COUNT),
     ("mappings::LIST", &mappings::LIST),
     ("mappings::GET", &mappings::GET),
@@ -122,7 +129,12 @@ pub const READS: &[(&str, &Read)] = &[
 ];
 
 /// The reads that lock the rows they return (`FOR UPDATE`), inside a transaction.
-pub const LOCKING_READS: &[&Read] = &[&events::CLAIM_DUE_EVENTS, &friendship::LOCK_USERS];
+pub const LOCKING_READS: &[&Read] = &[
+    &events::CLAIM_DUE_EVENTS,
+    &friendship::LOCK_USERS,
+    &friendship::CLAIM_DECAY,
+    &level_changes::CLAIM_UNPUBLISHED,
+];
 
 #[cfg(test)]
 mod tests {

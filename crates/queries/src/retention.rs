@@ -1,6 +1,6 @@
-//! Retention: processed events and rejected messages older than their window
-//! are deleted in bounded batches, by scorer wake-ups that found nothing to
-//! score. A pruned event leaves its key in `pruned_conversations`
+//! Retention: processed events, rejected messages and published level
+//! changes (the outbox's rows) older than their window are deleted in
+//! bounded batches, by scorer wake-ups that found nothing to score. A pruned event leaves its key in `pruned_conversations`
 //! (user id and conversation id, the key; processing id, payload digest), which the
 //! insert and the repeat lookup of [`crate::events`] consult, so a
 //! conversation resent after its event was pruned is still a repeat or a
@@ -83,4 +83,22 @@ pub const PRUNE_REJECTED: Write = crate::write!(
 )
 DELETE FROM rejected_messages r USING batch
 WHERE r.id = batch.id"
+);
+
+/// Deletes up to `$2` level changes of the outbox published more than `$1`
+/// days ago, oldest publication first; an unpublished one is never deleted
+/// (it waits for the relay, however old). The transitions stay.
+///
+/// `$1` days int4, `$2` how many at most int8. Affects one row per deleted
+/// outbox row.
+pub const PRUNE_PUBLISHED: Write = crate::write!(
+    "WITH batch AS (
+    SELECT transition_id FROM level_change_outbox
+    WHERE published_at IS NOT NULL AND published_at < now() - make_interval(days => $1::int4)
+    ORDER BY published_at
+    LIMIT $2::int8
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM level_change_outbox o USING batch
+WHERE o.transition_id = batch.transition_id"
 );

@@ -429,6 +429,7 @@ fn score_history_keeps_one_line_per_event_and_transitions_are_real_changes() {
         );
         line("service_update", None, 0.0).await.unwrap();
         line("service_update", None, 0.0).await.unwrap();
+        line("decay", None, 0.0).await.unwrap();
         assert_eq!(
             sqlstate(line("manual", None, 0.0).await),
             CHECK_VIOLATION,
@@ -457,6 +458,7 @@ fn score_history_keeps_one_line_per_event_and_transitions_are_real_changes() {
         change("stranger", "acquaintance", "conversation")
             .await
             .unwrap();
+        change("acquaintance", "stranger", "decay").await.unwrap();
         assert_eq!(
             sqlstate(change("friend", "friend", "conversation").await),
             CHECK_VIOLATION,

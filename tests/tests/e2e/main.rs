@@ -17,7 +17,9 @@
 //! scorers, one of them killed mid-stream, scoring thousands of events),
 //! [`hostile`] (what one hostile client, producer or user could once do to
 //! everyone else, each shown bounded), [`traces`] (a `traceparent` followed
-//! from a request's log line to the scorer's line of its event).
+//! from a request's log line to the scorer's line of its event), [`outbox`] (level
+//! changes published on their Redis Stream, a Redis outage included), [`decay`]
+//! (inactivity decay: each day once, across a level boundary, a returning user).
 //!
 //! `SPIN_COMPAT` (`3.6`, `4.0`, `4.1`; `4.0` when unset) picks the Spin line
 //! the host imitates; `scripts/test.sh` runs the suite under `3.6` and `4.0`.
@@ -25,11 +27,13 @@
 mod bounds;
 mod cache;
 mod compat;
+mod decay;
 mod errors;
 mod faults;
 mod hostile;
 mod levels;
 mod metrics;
+mod outbox;
 mod plain;
 mod producers;
 mod retention;

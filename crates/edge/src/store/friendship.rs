@@ -1,10 +1,10 @@
 //! Friendship status: reading it, and changing it atomically (a scored
-//! conversation or a service update).
+//! conversation, a service update, or a day of inactivity decay).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-pub use friendship_domain::{Cause, Change, Limits, Locked};
+pub use friendship_domain::{Cause, Change, Decay, Limits, Locked};
 use friendship_domain::{Emotion, Level, TopicMetric, TopicUpdate};
 use friendship_queries::friendship;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -160,6 +160,52 @@ pub fn apply_service_update(
             &Change::service_update(user_id, score_change, topics.clone(), max_topics_per_user),
         )?;
         changed(db, user_id, &locked)
+    })
+}
+
+/// One bounded batch of inactivity decay, in one transaction: claims up to
+/// `limit` users due a day of decay (`friendship::CLAIM_DECAY`, `FOR UPDATE
+/// SKIP LOCKED`), applies one day to each through [`apply_changes`] (the
+/// floor at 0, the history line, the level transition and its outbox row,
+/// as for any change) and answers how many users decayed and, for those
+/// whose level moved, the status after it (for [`crate::cache::after_change`],
+/// after the commit).
+pub fn apply_decay(
+    db: &Db,
+    decay: &Decay,
+    max_topics_per_user: u16,
+    limit: usize,
+) -> Result<(usize, Vec<Changed>), DbError> {
+    db.transaction(|db| {
+        let users: Vec<Locked> = db.read(
+            &friendship::CLAIM_DECAY,
+            &[
+                P::Int32(i32::from(decay.after_days)),
+                P::Int64(i64::try_from(limit).unwrap_or(i64::MAX)),
+            ],
+        )?;
+        if users.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let changes: Vec<Change> = users
+            .iter()
+            .map(|user| Change::decay(&user.user_id, decay, max_topics_per_user))
+            .collect();
+        let moved = apply_changes(db, &changes)?;
+        let mut changed = Vec::new();
+        if moved > 0 {
+            let ids: Vec<&str> = users.iter().map(|user| user.user_id.as_str()).collect();
+            let now = locked_now(db, &ids)?;
+            for user in &users {
+                if now
+                    .get(&user.user_id)
+                    .is_some_and(|row| row.friendship_level != user.friendship_level)
+                {
+                    changed.push(self::changed(db, &user.user_id, user)?);
+                }
+            }
+        }
+        Ok((users.len(), changed))
     })
 }
 

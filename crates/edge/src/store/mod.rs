@@ -1,6 +1,7 @@
 //! Storage: every read and write of the service's Postgres state, as typed
 //! functions over the statements of `friendship-queries`, one module per
-//! concern as there: [`events`], [`friendship`], [`mappings`], [`metrics`], [`rejected`],
+//! concern as there: [`events`], [`friendship`] (inactivity decay too),
+//! [`level_changes`] (the outbox), [`mappings`], [`metrics`], [`rejected`],
 //! [`retention`], [`health`]; every list pages through [`paged`].
 //! Nothing outside this module, [`crate::db`] and [`crate::doorbell`] names
 //! a SQL statement.
@@ -8,6 +9,7 @@
 pub mod events;
 pub mod friendship;
 pub mod health;
+pub mod level_changes;
 pub mod mappings;
 pub mod metrics;
 pub mod paged;
@@ -17,6 +19,7 @@ pub mod retention;
 pub use events::*;
 pub use friendship::*;
 pub use health::*;
+pub use level_changes::*;
 pub use mappings::*;
 pub use metrics::*;
 pub use paged::*;

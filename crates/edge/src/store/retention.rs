@@ -1,6 +1,6 @@
-//! Retention: the bounded pruning of processed events and rejected messages
-//! older than their window, run by scorer wake-ups that found nothing to
-//! score (`crate::scorer`). A pruned event leaves its key (conversation id,
+//! Retention: the bounded pruning of processed events, rejected messages
+//! and published level changes (the outbox's rows) older than their window,
+//! run by scorer wake-ups that found nothing to score (`crate::scorer`). A pruned event leaves its key (conversation id,
 //! processing id, user id, payload digest) behind, so idempotency survives
 //! it; see `friendship_queries::retention`.
 
@@ -26,6 +26,9 @@ pub struct Pruned {
     pub events: u64,
     /// Rejected messages deleted.
     pub rejected: u64,
+    /// Published level changes deleted from the outbox (their transitions
+    /// stay).
+    pub level_changes: u64,
 }
 
 impl Pruned {
@@ -36,7 +39,9 @@ impl Pruned {
 
 /// Ends resends that raced a pruning, then deletes up to
 /// [`MAX_PRUNED_PER_WAKE`] rows past their window: processed events, then
-/// rejected messages. Each statement commits on its own.
+/// rejected messages, then level changes published more than
+/// `event_retention_days` ago (never an unpublished one). Each statement
+/// commits on its own.
 pub fn prune(db: &Db, retention: &Retention) -> Result<Pruned, DbError> {
     let batch = |n: u64| P::Int64(i64::try_from(n).unwrap_or(i64::MAX));
     let settled = db.write(
@@ -62,9 +67,19 @@ pub fn prune(db: &Db, retention: &Retention) -> Result<Pruned, DbError> {
             ],
         )?
     };
+    let left = left.saturating_sub(rejected);
+    let level_changes = if left == 0 {
+        0
+    } else {
+        db.write(
+            &retention::PRUNE_PUBLISHED,
+            &[P::Int32(i32::from(retention.event_days.get())), batch(left)],
+        )?
+    };
     Ok(Pruned {
         settled,
         events,
         rejected,
+        level_changes,
     })
 }

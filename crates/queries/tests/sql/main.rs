@@ -5,16 +5,20 @@
 //!
 //! Modules: `rules` (what holds for every read and every write), `types` (inferred
 //! parameter and result types of every statement), `events`, `friendship`,
-//! `concurrency`, `doorbell`, `levels` (the generated level against the domain rule), `mappings`,
+//! `concurrency`, `decay` (inactivity decay, a day once), `doorbell`, `level_changes` (the
+//! outbox of level changes and its relay's claim), `levels` (the generated level against the
+//! domain rule), `mappings`,
 //! `metrics` (the scrape's counters and plans),
 //! `health`, `rejected`, `retention` (pruning, kept keys, the race with a resend), `session`,
 //! `status` (every status literal of the SQL against the domain's `EventStatus`).
 
 mod concurrency;
+mod decay;
 mod doorbell;
 mod events;
 mod friendship;
 mod health;
+mod level_changes;
 mod levels;
 mod mappings;
 mod metrics;

@@ -269,7 +269,12 @@ fn no_read_changes_anything_and_only_the_locking_reads_lock_rows() {
         .await;
         assert_eq!(
             locking,
-            ["events::CLAIM_DUE_EVENTS", "friendship::LOCK_USERS"],
+            [
+                "events::CLAIM_DUE_EVENTS",
+                "friendship::LOCK_USERS",
+                "friendship::CLAIM_DECAY",
+                "level_changes::CLAIM_UNPUBLISHED"
+            ],
             "the locking reads were all found in READS"
         );
     });

@@ -71,6 +71,14 @@ pub const WRITES: &[(&str, &Write)] = &[
         "retention::PRUNE_REJECTED",
         &friendship_queries::retention::PRUNE_REJECTED,
     ),
+    (
+        "retention::PRUNE_PUBLISHED",
+        &friendship_queries::retention::PRUNE_PUBLISHED,
+    ),
+    (
+        "level_changes::MARK_PUBLISHED",
+        &friendship_queries::level_changes::MARK_PUBLISHED,
+    ),
 ];
 
 /// The name of a read, for messages (reads of the same text share their names).

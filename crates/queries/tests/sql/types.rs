@@ -15,7 +15,8 @@
 //! columns.
 
 use friendship_queries::{
-    events, friendship, health, mappings, metrics, rejected, retention, session, Read, Write, READS,
+    events, friendship, health, level_changes, mappings, metrics, rejected, retention, session,
+    Read, Write, READS,
 };
 use sqlx::{Column, Either, Executor, Statement, TypeInfo};
 
@@ -268,8 +269,41 @@ const SIGNATURES: &[Signature] = &[
         ],
     },
     Signature {
+        name: "friendship::CLAIM_DECAY",
+        kind: Kind::Read(&friendship::CLAIM_DECAY),
+        parameters: &["INT4", "INT8"],
+        columns: &[
+            ("user_id", "TEXT"),
+            ("last_interaction_date", "TIMESTAMP"),
+            ("streak_day", "INT4"),
+            ("friendship_level", "TEXT"),
+        ],
+    },
+    Signature {
         name: "friendship::APPLY_CHANGES",
         kind: Kind::Write(&friendship::APPLY_CHANGES),
+        parameters: &["TEXT"],
+        columns: &[],
+    },
+    // level_changes
+    Signature {
+        name: "level_changes::CLAIM_UNPUBLISHED",
+        kind: Kind::Read(&level_changes::CLAIM_UNPUBLISHED),
+        parameters: &["INT8"],
+        columns: &[
+            ("id", "INT8"),
+            ("user_id", "TEXT"),
+            ("from_level", "TEXT"),
+            ("to_level", "TEXT"),
+            ("score", "FLOAT8"),
+            ("cause", "TEXT"),
+            ("processing_id", "UUID"),
+            ("at", "TIMESTAMP"),
+        ],
+    },
+    Signature {
+        name: "level_changes::MARK_PUBLISHED",
+        kind: Kind::Write(&level_changes::MARK_PUBLISHED),
         parameters: &["TEXT"],
         columns: &[],
     },
@@ -408,6 +442,12 @@ const SIGNATURES: &[Signature] = &[
         parameters: &["INT4", "INT8"],
         columns: &[],
     },
+    Signature {
+        name: "retention::PRUNE_PUBLISHED",
+        kind: Kind::Write(&retention::PRUNE_PUBLISHED),
+        parameters: &["INT4", "INT8"],
+        columns: &[],
+    },
 ];
 
 /// `(parameter types, (column name, column type))` of `sql`, prepared without argument
@@ -519,11 +559,12 @@ fn no_write_returns_columns() {
 }
 
 /// The statement modules of the crate, with their sources.
-const SOURCES: [(&str, &str); 9] = [
+const SOURCES: [(&str, &str); 10] = [
     ("doorbell", include_str!("../../src/doorbell.rs")),
     ("events", include_str!("../../src/events.rs")),
     ("friendship", include_str!("../../src/friendship.rs")),
     ("health", include_str!("../../src/health.rs")),
+    ("level_changes", include_str!("../../src/level_changes.rs")),
     ("mappings", include_str!("../../src/mappings.rs")),
     ("metrics", include_str!("../../src/metrics.rs")),
     ("rejected", include_str!("../../src/rejected.rs")),

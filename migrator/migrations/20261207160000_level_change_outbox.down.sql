@@ -1,0 +1,1 @@
+DROP TABLE level_change_outbox;
