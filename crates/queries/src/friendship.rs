@@ -231,7 +231,7 @@ INSERT INTO level_change_outbox (transition_id)
 SELECT id FROM transitions"
 );
 
-/// Claims, inside the caller's transaction, up to `$3` users due a day of
+/// Claims, inside the caller's transaction, up to `$2` users due a day of
 /// inactivity decay, longest absent first, `FOR UPDATE SKIP LOCKED`: scorers
 /// deciding at once take disjoint users, and none waits. A user is due when
 /// it has points left and its last interaction is at least `$1` + its days
@@ -247,8 +247,9 @@ SELECT id FROM transitions"
 /// applied: it lets the scan start in the index `friendship_status_decay_idx`
 /// (users with points left) instead of reading every row.
 ///
-/// `$1` the grace, whole days int4, `$2` how many at most int8. Rows: the columns of [`LOCK_USERS`] (a
-/// `friendship_domain::Locked` each), in no particular order.
+/// `$1` the grace, whole days int4, `$2` how many at most int8. Rows: the
+/// columns of [`LOCK_USERS`] (a `friendship_domain::Locked` each), longest
+/// absent first.
 pub const CLAIM_DECAY: Read = crate::read!(
     "SELECT user_id, last_interaction_date AT TIME ZONE 'UTC' AS last_interaction_date,
        streak_day, friendship_level

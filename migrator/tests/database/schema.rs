@@ -370,3 +370,49 @@ fn idempotency_per_user_moves_every_key_and_goes_down_only_while_ids_are_unshare
         assert_eq!(reverted.len(), 1);
     });
 }
+
+/// Migration `inactivity_decay` goes down only while no history line or
+/// transition was caused by decay (going down would have to forget why
+/// those scores moved), and then drops the day counter; the outbox of level
+/// changes goes down with its rows.
+#[test]
+fn inactivity_decay_goes_down_only_without_decay_lines_and_the_outbox_after_it() {
+    with_migrated_db(|db| async move {
+        let mut conn = db.pool.acquire().await.unwrap();
+        sqlx::query(
+            "INSERT INTO friendship_score_history
+                 (user_id, cause, score_change, score_applied, score_before, score_after)
+             VALUES ('u-1', 'decay', -5, -5, 7, 2)",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        assert!(migrator::down(&mut conn, DownCount::Last(1)).await.is_err());
+        let kept: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.columns
+             WHERE table_name = 'friendship_status' AND column_name = 'decay_days_applied'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(kept, 1, "nothing changed");
+
+        sqlx::query("DELETE FROM friendship_score_history WHERE cause = 'decay'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let reverted = migrator::down(&mut conn, DownCount::Last(2)).await.unwrap();
+        let names: Vec<_> = reverted.iter().map(|m| m.description.as_str()).collect();
+        assert_eq!(names, ["inactivity decay", "level change outbox"]);
+        let decay = "INSERT INTO friendship_score_history
+                         (user_id, cause, score_change, score_applied, score_before, score_after)
+                     VALUES ('u-1', 'decay', -5, -5, 7, 2)";
+        assert_eq!(
+            sqlstate(sqlx::query(decay).execute(&mut *conn).await),
+            CHECK_VIOLATION
+        );
+        assert!(!tables(&db.pool)
+            .await
+            .contains(&"level_change_outbox".to_owned()));
+    });
+}
