@@ -247,7 +247,8 @@ mod tests {
                 "planned once",
                 "idempotency per user",
                 "event trace id",
-                "daily score cap"
+                "daily score cap",
+                "user data"
             ]
         );
     }

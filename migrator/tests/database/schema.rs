@@ -8,9 +8,10 @@ use crate::support::{
     UNIQUE_VIOLATION,
 };
 
-const ALL_TABLES: [&str; 10] = [
+const ALL_TABLES: [&str; 11] = [
     "catalogue_version",
     "conversation_events",
+    "erased_conversations",
     "friendship_agent_mapping",
     "friendship_level_transitions",
     "friendship_score_history",
@@ -89,13 +90,14 @@ fn down_reverts_the_requested_number_of_migrations_newest_first() {
             .unwrap()
             .is_empty());
 
-        let reverted = migrator::down(&mut conn, DownCount::Last(10))
+        let reverted = migrator::down(&mut conn, DownCount::Last(11))
             .await
             .unwrap();
         let names: Vec<_> = reverted.iter().map(|m| m.description.as_str()).collect();
         assert_eq!(
             names,
             [
+                "user data",
                 "daily score cap",
                 "event trace id",
                 "idempotency per user",
@@ -301,10 +303,11 @@ fn catalogue_version_stays_a_single_row() {
 fn idempotency_per_user_moves_every_key_and_goes_down_only_while_ids_are_unshared() {
     with_migrated_db(|db| async move {
         let mut conn = db.pool.acquire().await.unwrap();
-        let reverted = migrator::down(&mut conn, DownCount::Last(3)).await.unwrap();
-        assert_eq!(reverted[0].description, "daily score cap");
-        assert_eq!(reverted[1].description, "event trace id");
-        assert_eq!(reverted[2].description, "idempotency per user");
+        let reverted = migrator::down(&mut conn, DownCount::Last(4)).await.unwrap();
+        assert_eq!(reverted[0].description, "user data");
+        assert_eq!(reverted[1].description, "daily score cap");
+        assert_eq!(reverted[2].description, "event trace id");
+        assert_eq!(reverted[3].description, "idempotency per user");
         for statement in [
             "INSERT INTO conversation_events (conversation_id, user_id, payload)
              SELECT 'c-' || n, 'u-' || (n % 7), '{}' FROM generate_series(1, 500) n",
@@ -346,9 +349,10 @@ fn idempotency_per_user_moves_every_key_and_goes_down_only_while_ids_are_unshare
         assert_eq!(shared, 2);
 
         // The later migrations first (they go down whatever the ids).
-        let above = migrator::down(&mut conn, DownCount::Last(2)).await.unwrap();
-        assert_eq!(above[0].description, "daily score cap");
-        assert_eq!(above[1].description, "event trace id");
+        let above = migrator::down(&mut conn, DownCount::Last(3)).await.unwrap();
+        assert_eq!(above[0].description, "user data");
+        assert_eq!(above[1].description, "daily score cap");
+        assert_eq!(above[2].description, "event trace id");
         // Going down would have to drop one of the two: refused, nothing changed.
         assert!(migrator::down(&mut conn, DownCount::Last(1)).await.is_err());
         sqlx::query("DELETE FROM conversation_events WHERE user_id = 'u-other'")

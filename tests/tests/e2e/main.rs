@@ -17,7 +17,8 @@
 //! scorers, one of them killed mid-stream, scoring thousands of events),
 //! [`hostile`] (what one hostile client, producer or user could once do to
 //! everyone else, each shown bounded), [`traces`] (a `traceparent` followed
-//! from a request's log line to the scorer's line of its event).
+//! from a request's log line to the scorer's line of its event), [`user_data`] (the
+//! history paged while events are scored, the export, the erasure).
 //!
 //! `SPIN_COMPAT` (`3.6`, `4.0`, `4.1`; `4.0` when unset) picks the Spin line
 //! the host imitates; `scripts/test.sh` runs the suite under `3.6` and `4.0`.
@@ -40,3 +41,4 @@ mod scale;
 mod scoring;
 mod support;
 mod traces;
+mod user_data;

@@ -1,7 +1,7 @@
 //! Storage: every read and write of the service's Postgres state, as typed
 //! functions over the statements of `friendship-queries`, one module per
 //! concern as there: [`events`], [`friendship`], [`mappings`], [`metrics`], [`rejected`],
-//! [`retention`], [`health`]; every list pages through [`paged`].
+//! [`retention`], [`health`], [`user_data`] (history, export, erasure); every list pages through [`paged`].
 //! Nothing outside this module, [`crate::db`] and [`crate::doorbell`] names
 //! a SQL statement.
 
@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod paged;
 pub mod rejected;
 pub mod retention;
+pub mod user_data;
 
 pub use events::*;
 pub use friendship::*;
@@ -22,6 +23,7 @@ pub use metrics::*;
 pub use paged::*;
 pub use rejected::*;
 pub use retention::*;
+pub use user_data::*;
 
 /// Deserializes a text column through the domain type's `FromStr`, the one
 /// mapping of each database enum (`Level`, `AgentType`, `Emotion`, …).

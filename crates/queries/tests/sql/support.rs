@@ -71,6 +71,10 @@ pub const WRITES: &[(&str, &Write)] = &[
         "retention::PRUNE_REJECTED",
         &friendship_queries::retention::PRUNE_REJECTED,
     ),
+    (
+        "user_data::ERASE_BATCH",
+        &friendship_queries::user_data::ERASE_BATCH,
+    ),
 ];
 
 /// The name of a read, for messages (reads of the same text share their names).
