@@ -142,9 +142,18 @@ struct ExportRequest {
 #[derive(Serialize)]
 struct ExportResponse {
     user_id: String,
-    status: Option<store::Status>,
+    status: Option<ExportedStatus>,
     #[serde(flatten)]
     page: store::ExportPage,
+}
+
+/// The status as the status route shows it, and what that route keeps to
+/// itself: the last conversation's emotion.
+#[derive(Serialize)]
+struct ExportedStatus {
+    #[serde(flatten)]
+    status: store::Status,
+    last_emotion: Option<friendship_domain::Emotion>,
 }
 
 /// `POST /api/v1/friendship/export` (the user, or an admin): everything the
@@ -158,7 +167,10 @@ pub fn export(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     principal.may_act_for(request.user_id.as_str())?;
     let db = Db::open()?;
     let user_id = request.user_id.as_str();
-    let status = store::status(&db, user_id)?;
+    let status = store::status(&db, user_id)?.map(|status| ExportedStatus {
+        last_emotion: status.last_emotion,
+        status,
+    });
     let cursor = request.cursor.unwrap_or(ExportCursor::START);
     let page = store::export(&db, user_id, cursor, request.limit.get())?;
     Reply::ok(&ExportResponse {

@@ -292,6 +292,7 @@ fn the_export_walked_page_by_page_holds_everything_kept_about_the_user() {
         let token = env.token(&u, "user");
         let (status, lists, pages) = walk_export(env, &token, &u, 2).await;
         assert_eq!(status["user_id"], u.as_str());
+        assert_eq!(status["last_emotion"], "happy");
         assert_eq!(lists["history"].len(), 5);
         assert_eq!(lists["events"].len(), 4);
         assert_eq!(lists["level_transitions"].len(), 1);
