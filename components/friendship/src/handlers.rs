@@ -83,6 +83,15 @@ pub fn update_friendship(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     })
 }
 
+/// An optional field that, when present, holds a value: `null` is refused
+/// as the value's own type refuses it (a `cursor` of null is no cursor a page
+/// gave, and passing a last page's null back must not restart the walk).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// The 404 of a user the service holds nothing about.
 fn unknown_user(user_id: &UserId) -> ApiError {
     ApiError::NotFound(format!(
@@ -97,7 +106,7 @@ struct HistoryRequest {
     user_id: UserId,
     #[serde(default)]
     limit: PageSize<50, 100>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     cursor: Option<Cursor>,
 }
 
@@ -135,7 +144,7 @@ struct ExportRequest {
     user_id: UserId,
     #[serde(default)]
     limit: PageSize<100, 100>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     cursor: Option<ExportCursor>,
 }
 

@@ -160,6 +160,8 @@ fn the_history_refuses_what_its_contract_refuses_and_knows_no_unknown_user() {
             (json!({ "user_id": u, "cursor": "0" }), "cursor"),
             (json!({ "user_id": u, "cursor": "12a" }), "cursor"),
             (json!({ "user_id": u, "cursor": 12 }), "cursor"),
+            (json!({ "user_id": u, "cursor": null }), "cursor"),
+            (json!({ "user_id": u, "limit": null }), "limit"),
             (json!({ "user_id": u, "offset": 3 }), "offset"),
         ] {
             let resp = history(env, &service, body.clone()).await;
