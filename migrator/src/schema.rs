@@ -249,7 +249,8 @@ mod tests {
                 "event trace id",
                 "daily score cap",
                 "level change outbox",
-                "inactivity decay"
+                "inactivity decay",
+                "user data"
             ]
         );
     }

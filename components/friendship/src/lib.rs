@@ -1,4 +1,5 @@
-//! Friendship: a user's status, and the service's atomic score updates.
+//! Friendship: a user's status, the service's atomic score updates, and the
+//! user's own data (the score history, the export, the erasure).
 //! Handlers live in [`handlers`].
 
 mod handlers;
@@ -19,6 +20,24 @@ const ROUTES: &[Route] = &[
         "/api/v1/friendship/update",
         "friendship_update",
         handlers::update_friendship,
+    ),
+    Route::new(
+        Method::Post,
+        "/api/v1/friendship/history",
+        "friendship_history",
+        handlers::get_history,
+    ),
+    Route::new(
+        Method::Post,
+        "/api/v1/friendship/export",
+        "friendship_export",
+        handlers::export,
+    ),
+    Route::new(
+        Method::Post,
+        "/api/v1/friendship/erase",
+        "friendship_erase",
+        handlers::erase,
     ),
 ];
 

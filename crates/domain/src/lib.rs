@@ -15,6 +15,7 @@
 //! - [`selection`]: slots, greeting priority, talk exploration, weighted
 //!   games, and every pick's reason;
 //! - [`candidates`]: the cached candidate record and the whole suggestion;
+//! - [`paging`]: cursor paging of a user's lists (page size, cursor);
 //! - [`retry`]: the scorer's backoff with full jitter;
 //! - [`error`]: `ValidationError`, naming the offending field;
 //! - `text` (private): the one check of client-supplied strings (length,
@@ -33,6 +34,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod level;
+pub mod paging;
 pub mod retry;
 pub mod scoring;
 pub mod selection;
@@ -53,6 +55,7 @@ pub use event::{
 };
 pub use ids::{ConversationId, TopicName, UserId};
 pub use level::{floor_score, Level, ACQUAINTANCE_MIN_SCORE, FRIEND_MIN_SCORE};
+pub use paging::{Cursor, ExportCursor, ExportKey, PageSize, Section};
 pub use retry::backoff_delay;
 pub use scoring::{
     conversation_score_change, topic_updates, validate_score_change, TopicMetric, TopicUpdate,

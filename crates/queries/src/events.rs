@@ -22,7 +22,8 @@ use crate::{Read, Write};
 /// Affects one row per new event; an event whose conversation was already
 /// recorded (before, or earlier in the same array), or was recorded and has
 /// been pruned since (its key is in `pruned_conversations`, see
-/// [`crate::retention`]), is skipped (then see [`FIND_EVENT_BY_CONVERSATION`]).
+/// [`crate::retention`]) or erased with its user (its key is in
+/// `erased_conversations`, see [`crate::user_data`]), is skipped (then see [`FIND_EVENT_BY_CONVERSATION`]).
 ///
 /// The insert is the PL/pgSQL function `record_events` (migration
 /// `planned_once`), planned once per pooled connection instead of on every
@@ -32,16 +33,23 @@ use crate::{Read, Write};
 pub const INSERT_EVENTS: Write = crate::write!("SELECT FROM record_events($1::text)");
 
 /// Finds the event already recorded for a user's conversation, to answer a repeat:
-/// the pruned key when the event was pruned (its payload compared by digest),
-/// which comes first when an event of the conversation exists too (a resend
-/// that raced the pruning, which is never scored), else the event.
+/// the erased key when the user was erased since (see [`crate::user_data`]),
+/// else the pruned key when the event was pruned (each with its payload
+/// compared by digest), which come first when an event of the conversation
+/// exists too (a resend that raced the pruning, which is never scored), else
+/// the event.
 ///
 /// `$1` conversation_id text, `$2` the new payload (JSON text), `$3`
 /// user_id text. Rows (one at most): `processing_id` uuid, `user_id` text,
 /// `same_payload` bool.
 pub const FIND_EVENT_BY_CONVERSATION: Read = crate::read!(
     "SELECT processing_id, user_id, same_payload FROM (
-    SELECT 0 AS pruned_last, processing_id, user_id,
+    SELECT -1 AS pruned_last, processing_id, $3::text AS user_id,
+           payload_digest = sha256(convert_to($2::text::jsonb::text, 'UTF8')) AS same_payload
+    FROM erased_conversations
+    WHERE conversation_key = conversation_key($3::text, $1::text)
+    UNION ALL
+    SELECT 0, processing_id, user_id,
            payload_digest = sha256(convert_to($2::text::jsonb::text, 'UTF8')) AS same_payload
     FROM pruned_conversations
     WHERE user_id = $3::text AND conversation_id = $1::text

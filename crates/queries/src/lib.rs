@@ -38,7 +38,8 @@
 //! [`metrics`] (what `GET /metrics` reads, and the scorer's counters),
 //! [`rejected`] (Redis messages the scorer could not accept), [`retention`]
 //! (pruning old events and rejected messages, keeping what idempotency
-//! needs), [`health`], [`session`] (a pooled connection's transaction state).
+//! needs), [`health`], [`session`] (a pooled connection's transaction state),
+//! [`user_data`] (a user's history, export and erasure).
 
 pub mod doorbell;
 pub mod events;
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod rejected;
 pub mod retention;
 pub mod session;
+pub mod user_data;
 
 /// A statement run with `query`; see the crate docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +128,13 @@ pub const READS: &[(&str, &Read)] = &[
     ("rejected::LIST", &rejected::LIST),
     ("health::PROBE", &health::PROBE),
     ("session::CLEAN", &session::CLEAN),
+    ("user_data::HISTORY", &user_data::HISTORY),
+    ("user_data::EXPORT_EVENTS", &user_data::EXPORT_EVENTS),
+    (
+        "user_data::EXPORT_TRANSITIONS",
+        &user_data::EXPORT_TRANSITIONS,
+    ),
+    ("user_data::EXPORT_REJECTED", &user_data::EXPORT_REJECTED),
 ];
 
 /// The reads that lock the rows they return (`FOR UPDATE`), inside a transaction.

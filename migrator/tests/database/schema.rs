@@ -8,9 +8,10 @@ use crate::support::{
     UNIQUE_VIOLATION,
 };
 
-const ALL_TABLES: [&str; 11] = [
+const ALL_TABLES: [&str; 12] = [
     "catalogue_version",
     "conversation_events",
+    "erased_conversations",
     "friendship_agent_mapping",
     "friendship_level_transitions",
     "friendship_score_history",
@@ -90,13 +91,14 @@ fn down_reverts_the_requested_number_of_migrations_newest_first() {
             .unwrap()
             .is_empty());
 
-        let reverted = migrator::down(&mut conn, DownCount::Last(12))
+        let reverted = migrator::down(&mut conn, DownCount::Last(13))
             .await
             .unwrap();
         let names: Vec<_> = reverted.iter().map(|m| m.description.as_str()).collect();
         assert_eq!(
             names,
             [
+                "user data",
                 "inactivity decay",
                 "level change outbox",
                 "daily score cap",
@@ -304,11 +306,12 @@ fn catalogue_version_stays_a_single_row() {
 fn idempotency_per_user_moves_every_key_and_goes_down_only_while_ids_are_unshared() {
     with_migrated_db(|db| async move {
         let mut conn = db.pool.acquire().await.unwrap();
-        let reverted = migrator::down(&mut conn, DownCount::Last(5)).await.unwrap();
+        let reverted = migrator::down(&mut conn, DownCount::Last(6)).await.unwrap();
         let names: Vec<_> = reverted.iter().map(|m| m.description.as_str()).collect();
         assert_eq!(
             names,
             [
+                "user data",
                 "inactivity decay",
                 "level change outbox",
                 "daily score cap",
@@ -357,9 +360,9 @@ fn idempotency_per_user_moves_every_key_and_goes_down_only_while_ids_are_unshare
         assert_eq!(shared, 2);
 
         // The later migrations first (they go down whatever the ids).
-        let above = migrator::down(&mut conn, DownCount::Last(4)).await.unwrap();
-        assert_eq!(above[2].description, "daily score cap");
-        assert_eq!(above[3].description, "event trace id");
+        let above = migrator::down(&mut conn, DownCount::Last(5)).await.unwrap();
+        assert_eq!(above[3].description, "daily score cap");
+        assert_eq!(above[4].description, "event trace id");
         // Going down would have to drop one of the two: refused, nothing changed.
         assert!(migrator::down(&mut conn, DownCount::Last(1)).await.is_err());
         sqlx::query("DELETE FROM conversation_events WHERE user_id = 'u-other'")
@@ -387,6 +390,9 @@ fn inactivity_decay_goes_down_only_without_decay_lines_and_the_outbox_after_it()
         .execute(&mut *conn)
         .await
         .unwrap();
+        // The later migration first (it goes down whatever the history holds).
+        let above = migrator::down(&mut conn, DownCount::Last(1)).await.unwrap();
+        assert_eq!(above[0].description, "user data");
         assert!(migrator::down(&mut conn, DownCount::Last(1)).await.is_err());
         let kept: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM information_schema.columns

@@ -8,7 +8,7 @@ pub use migrator::testing::{
 };
 
 /// How many migrations `migrator/migrations` holds.
-pub const MIGRATIONS: usize = 16;
+pub const MIGRATIONS: usize = 17;
 
 /// The application tables of the public schema (sqlx's bookkeeping table excluded).
 pub async fn tables(pool: &PgPool) -> Vec<String> {

@@ -234,7 +234,13 @@ fn the_cache_never_holds_more_records_than_its_slots_and_never_serves_another_us
         let users: Vec<String> = (0..USERS).map(|_| user("slots")).collect();
         // Every other user a friend, so that a record served to the wrong
         // user would show in the answer's level.
-        let level_of = |n: usize| if n.is_multiple_of(2) { "stranger" } else { "friend" };
+        let level_of = |n: usize| {
+            if n.is_multiple_of(2) {
+                "stranger"
+            } else {
+                "friend"
+            }
+        };
         for (n, u) in users.iter().enumerate() {
             if level_of(n) == "friend" {
                 let body = json!({ "user_id": u, "friendship_score_change": 600 });

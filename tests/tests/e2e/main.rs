@@ -19,7 +19,8 @@
 //! everyone else, each shown bounded), [`traces`] (a `traceparent` followed
 //! from a request's log line to the scorer's line of its event), [`outbox`] (level
 //! changes published on their Redis Stream, a Redis outage included), [`decay`]
-//! (inactivity decay: each day once, across a level boundary, a returning user).
+//! (inactivity decay: each day once, across a level boundary, a returning user),
+//! [`user_data`] (the history paged while events are scored, the export, the erasure).
 //!
 //! `SPIN_COMPAT` (`3.6`, `4.0`, `4.1`; `4.0` when unset) picks the Spin line
 //! the host imitates; `scripts/test.sh` runs the suite under `3.6` and `4.0`.
@@ -44,3 +45,4 @@ mod scale;
 mod scoring;
 mod support;
 mod traces;
+mod user_data;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::support::{conversation, isolated_after, run, shared, user, Env};
 
-const CHANNEL: &str = "conversation-events";
+pub(crate) const CHANNEL: &str = "conversation-events";
 const STREAM: &str = "conversation-events:stream";
 
 async fn redis(env_redis_url: &str) -> redis::aio::MultiplexedConnection {

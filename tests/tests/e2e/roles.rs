@@ -126,6 +126,25 @@ fn every_route_answers_each_role_as_the_matrix_says() {
                 body: None,
                 expected: [401, 403, 403, 403, 200],
             },
+            Row {
+                method: "POST",
+                path: "/api/v1/friendship/history".into(),
+                body: Some(json!({"user_id": owner})),
+                expected: [401, 200, 403, 200, 200],
+            },
+            Row {
+                method: "POST",
+                path: "/api/v1/friendship/export".into(),
+                body: Some(json!({"user_id": owner})),
+                expected: [401, 200, 403, 403, 200],
+            },
+            // Last: it erases the owner (the admin's second erasure is a repeat).
+            Row {
+                method: "POST",
+                path: "/api/v1/friendship/erase".into(),
+                body: Some(json!({"user_id": owner})),
+                expected: [401, 200, 403, 403, 200],
+            },
         ];
         for row in rows {
             for (caller, expected) in CALLERS.iter().zip(row.expected) {

@@ -2,7 +2,8 @@
 //! functions over the statements of `friendship-queries`, one module per
 //! concern as there: [`events`], [`friendship`] (inactivity decay too),
 //! [`level_changes`] (the outbox), [`mappings`], [`metrics`], [`rejected`],
-//! [`retention`], [`health`]; every list pages through [`paged`].
+//! [`retention`], [`health`], [`user_data`] (history, export, erasure); every
+//! list pages through [`paged`].
 //! Nothing outside this module, [`crate::db`] and [`crate::doorbell`] names
 //! a SQL statement.
 
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod paged;
 pub mod rejected;
 pub mod retention;
+pub mod user_data;
 
 pub use events::*;
 pub use friendship::*;
@@ -25,6 +27,7 @@ pub use metrics::*;
 pub use paged::*;
 pub use rejected::*;
 pub use retention::*;
+pub use user_data::*;
 
 /// Deserializes a text column through the domain type's `FromStr`, the one
 /// mapping of each database enum (`Level`, `AgentType`, `Emotion`, …).

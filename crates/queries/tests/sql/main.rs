@@ -10,7 +10,8 @@
 //! domain rule), `mappings`,
 //! `metrics` (the scrape's counters and plans),
 //! `health`, `rejected`, `retention` (pruning, kept keys, the race with a resend), `session`,
-//! `status` (every status literal of the SQL against the domain's `EventStatus`).
+//! `status` (every status literal of the SQL against the domain's `EventStatus`), `user_data`
+//! (the history's cursor, the erasure and its keys).
 
 mod concurrency;
 mod decay;
@@ -29,3 +30,4 @@ mod session;
 mod status;
 mod support;
 mod types;
+mod user_data;

@@ -79,6 +79,10 @@ pub const WRITES: &[(&str, &Write)] = &[
         "level_changes::MARK_PUBLISHED",
         &friendship_queries::level_changes::MARK_PUBLISHED,
     ),
+    (
+        "user_data::ERASE_BATCH",
+        &friendship_queries::user_data::ERASE_BATCH,
+    ),
 ];
 
 /// The name of a read, for messages (reads of the same text share their names).

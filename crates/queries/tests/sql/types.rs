@@ -16,7 +16,7 @@
 
 use friendship_queries::{
     events, friendship, health, level_changes, mappings, metrics, rejected, retention, session,
-    Read, Write, READS,
+    user_data, Read, Write, READS,
 };
 use sqlx::{Column, Either, Executor, Statement, TypeInfo};
 
@@ -99,6 +99,17 @@ const MAPPING: [(&str, &str); 12] = [
     ("updated_at", "TIMESTAMP"),
 ];
 
+const HISTORY_LINE: [(&str, &str); 8] = [
+    ("id", "INT8"),
+    ("created_at", "TIMESTAMP"),
+    ("cause", "TEXT"),
+    ("processing_id", "UUID"),
+    ("score_change", "FLOAT8"),
+    ("score_applied", "FLOAT8"),
+    ("score_before", "FLOAT8"),
+    ("score_after", "FLOAT8"),
+];
+
 /// The mapping fields `$1`..`$9` of INSERT and REPLACE (`MappingFields::params`).
 const MAPPING_FIELDS: [&str; 9] = [
     "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "FLOAT8", "BOOL", "TEXT", "TEXT",
@@ -176,6 +187,63 @@ const SIGNATURES: &[Signature] = &[
         kind: Kind::Read(&events::COUNT_EVENTS),
         parameters: &["TEXT"],
         columns: &[("total", "INT8")],
+    },
+    // user_data
+    Signature {
+        name: "user_data::HISTORY",
+        kind: Kind::Read(&user_data::HISTORY),
+        parameters: &["TEXT", "INT8", "INT8"],
+        columns: &HISTORY_LINE,
+    },
+    Signature {
+        name: "user_data::EXPORT_EVENTS",
+        kind: Kind::Read(&user_data::EXPORT_EVENTS),
+        parameters: &["TEXT", "UUID", "INT8"],
+        columns: &[
+            ("processing_id", "UUID"),
+            ("conversation_id", "TEXT"),
+            ("status", "TEXT"),
+            ("attempts", "INT4"),
+            ("last_error", "TEXT"),
+            ("accepted_at", "TIMESTAMP"),
+            ("processed_at", "TIMESTAMP"),
+            ("trace_id", "TEXT"),
+            ("payload", "TEXT"),
+        ],
+    },
+    Signature {
+        name: "user_data::EXPORT_TRANSITIONS",
+        kind: Kind::Read(&user_data::EXPORT_TRANSITIONS),
+        parameters: &["TEXT", "INT8", "INT8"],
+        columns: &[
+            ("id", "INT8"),
+            ("from_level", "TEXT"),
+            ("to_level", "TEXT"),
+            ("score", "FLOAT8"),
+            ("cause", "TEXT"),
+            ("processing_id", "UUID"),
+            ("created_at", "TIMESTAMP"),
+        ],
+    },
+    Signature {
+        name: "user_data::EXPORT_REJECTED",
+        kind: Kind::Read(&user_data::EXPORT_REJECTED),
+        parameters: &["TEXT", "INT8", "INT8"],
+        columns: &[
+            ("id", "INT8"),
+            ("source", "TEXT"),
+            ("reason", "TEXT"),
+            ("stream_entry_id", "TEXT"),
+            ("payload_head", "TEXT"),
+            ("payload_bytes", "INT4"),
+            ("received_at", "TIMESTAMP"),
+        ],
+    },
+    Signature {
+        name: "user_data::ERASE_BATCH",
+        kind: Kind::Write(&user_data::ERASE_BATCH),
+        parameters: &["TEXT", "INT4"],
+        columns: &[],
     },
     Signature {
         name: "session::CLEAN",
@@ -559,7 +627,7 @@ fn no_write_returns_columns() {
 }
 
 /// The statement modules of the crate, with their sources.
-const SOURCES: [(&str, &str); 10] = [
+const SOURCES: [(&str, &str); 11] = [
     ("doorbell", include_str!("../../src/doorbell.rs")),
     ("events", include_str!("../../src/events.rs")),
     ("friendship", include_str!("../../src/friendship.rs")),
@@ -570,6 +638,7 @@ const SOURCES: [(&str, &str); 10] = [
     ("rejected", include_str!("../../src/rejected.rs")),
     ("retention", include_str!("../../src/retention.rs")),
     ("session", include_str!("../../src/session.rs")),
+    ("user_data", include_str!("../../src/user_data.rs")),
 ];
 
 #[test]
