@@ -1,8 +1,8 @@
 //! Inactivity decay, with two scorers and the harness's fast ticker: a user
 //! away past the grace loses its points one day at a time, each day once
 //! (one `decay` history line), and a decay that crosses a level boundary is
-//! recorded, published on the level-changes stream and drops the cached
-//! candidates; a returning user stops decaying and starts its count again;
+//! recorded, shown in the user's history, published on the level-changes
+//! stream and drops the cached candidates; a returning user stops decaying and starts its count again;
 //! a bad setting is logged by name.
 
 use std::collections::HashMap;
@@ -109,6 +109,40 @@ fn decay_across_a_level_boundary_applies_each_day_once_publishes_it_and_drops_th
         away_for_hours(&env, &u, 3 * 24 + 1).await;
         let lines = decayed(&env, &u, 2, Duration::from_secs(3)).await;
         assert_eq!(lines, [(-POINTS, 80.0), (-POINTS, 50.0)]);
+        // The user's own history shows them, newest first, with their levels.
+        let page = env
+            .call(
+                "POST",
+                "/api/v1/friendship/history",
+                Some(&token),
+                Some(&json!({ "user_id": u })),
+            )
+            .await;
+        page.expect(200);
+        let shown: Vec<(String, String, String, f64)> = page.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|line| {
+                (
+                    line["cause"].as_str().unwrap().to_owned(),
+                    line["level_before"].as_str().unwrap().to_owned(),
+                    line["level_after"].as_str().unwrap().to_owned(),
+                    line["score_after"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let line = |cause: &str, before: &str, after: &str, score: f64| {
+            (cause.to_owned(), before.to_owned(), after.to_owned(), score)
+        };
+        assert_eq!(
+            shown,
+            [
+                line("decay", "stranger", "stranger", 50.0),
+                line("decay", "acquaintance", "stranger", 80.0),
+                line("conversation", "stranger", "acquaintance", 110.0),
+            ]
+        );
 
         // The first day crossed into stranger: recorded, published with its
         // cause, and (before its publication, in the same wake-up) the cached
