@@ -25,8 +25,9 @@
 //! batch of rows past their retention window (`crate::store::retention`)
 //! and, when it is on, applies one bounded batch of inactivity decay
 //! (`store::apply_decay`: a day for each user due one, through the same
-//! statement as any change). Every wake-up ends by relaying a bounded batch
-//! of level changes from their outbox to the level-changes stream
+//! statement as any change). A wake-up that scored or decayed anything, or
+//! found a level change waiting (`ANY_DUE`), ends by relaying a bounded
+//! batch of level changes from their outbox to the level-changes stream
 //! ([`crate::level_changes`]).
 //!
 //! All of it is wake-up work, so it needs no process of its own: the
@@ -142,11 +143,13 @@ fn wake(
         prune(&db);
         decay_left = decay(&db, &limits);
     }
-    // Every wake-up relays, last: the level changes of its own batches and
-    // decay go out with it.
+    // Relayed last, so the level changes of this wake-up's own batches and
+    // decay go out with it; only when some may wait (ANY_DUE saw one, or
+    // this wake-up changed scores): an idle wake-up pays no transaction.
+    let may_have_changes = due.unpublished || due.due || due.unfinished || decay_left;
     let relay_left = match &redis {
-        Ok(redis) => relay(&db, redis),
-        Err(_) => false,
+        Ok(redis) if may_have_changes => relay(&db, redis),
+        _ => false,
     };
     Ok(stream_left || due_left || decay_left || relay_left)
 }

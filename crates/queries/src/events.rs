@@ -126,13 +126,16 @@ pub const COUNT_EVENTS: Read = crate::read!(
     listed_statuses!()
 );
 
-/// Whether any event is due, and whether any is `scored` but not yet
-/// finished (a scorer stopped between commit and cache invalidation),
+/// Whether any event is due, whether any is `scored` but not yet
+/// finished (a scorer stopped between commit and cache invalidation), and
+/// whether any level change waits in the outbox (`crate::level_changes`),
 /// without locking anything: an idle wake-up of the scorer costs this one
-/// round trip and no transaction. An event [`CLAIM_DUE_EVENTS`] never claims
+/// round trip and no transaction (each flag found by an index: the due,
+/// status and unpublished ones). An event [`CLAIM_DUE_EVENTS`] never claims
 /// (its conversation was pruned) is not due.
 ///
-/// No parameters. One row: `due` bool, `unfinished` bool.
+/// No parameters. One row: `due` bool, `unfinished` bool, `unpublished`
+/// bool.
 pub const ANY_DUE: Read = crate::read!(
     "SELECT EXISTS (
     SELECT 1 FROM conversation_events e
@@ -141,7 +144,8 @@ pub const ANY_DUE: Read = crate::read!(
         SELECT 1 FROM pruned_conversations p
         WHERE p.user_id = e.user_id AND p.conversation_id = e.conversation_id OFFSET 0)
 ) AS due,
-EXISTS (SELECT 1 FROM conversation_events WHERE status = 'scored') AS unfinished"
+EXISTS (SELECT 1 FROM conversation_events WHERE status = 'scored') AS unfinished,
+EXISTS (SELECT 1 FROM level_change_outbox WHERE published_at IS NULL) AS unpublished"
 );
 
 /// The `scored` events: their effect committed and moved their user's

@@ -213,6 +213,8 @@ pub struct Due {
     pub due: bool,
     /// Some event is `scored` and waits for its cache invalidation.
     pub unfinished: bool,
+    /// Some level change waits in the outbox for the relay.
+    pub unpublished: bool,
 }
 
 pub fn any_due(db: &Db) -> Result<Due, DbError> {

@@ -878,6 +878,7 @@ struct Scored {
 struct Due {
     due: bool,
     unfinished: bool,
+    unpublished: bool,
 }
 
 #[test]
@@ -902,7 +903,8 @@ fn an_event_that_moves_the_level_stays_scored_and_pending_to_clients_until_finis
             due,
             Due {
                 due: false,
-                unfinished: true
+                unfinished: true,
+                unpublished: true
             }
         );
         let scored: Vec<Scored> = read(&events::SCORED_EVENTS)
@@ -939,7 +941,8 @@ fn an_event_that_moves_the_level_stays_scored_and_pending_to_clients_until_finis
             due,
             Due {
                 due: false,
-                unfinished: false
+                unfinished: false,
+                unpublished: true
             }
         );
         let scored: Vec<Scored> = read(&events::SCORED_EVENTS)

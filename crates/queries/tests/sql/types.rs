@@ -255,7 +255,11 @@ const SIGNATURES: &[Signature] = &[
         name: "events::ANY_DUE",
         kind: Kind::Read(&events::ANY_DUE),
         parameters: &[],
-        columns: &[("due", "BOOL"), ("unfinished", "BOOL")],
+        columns: &[
+            ("due", "BOOL"),
+            ("unfinished", "BOOL"),
+            ("unpublished", "BOOL"),
+        ],
     },
     Signature {
         name: "events::SCORED_EVENTS",
