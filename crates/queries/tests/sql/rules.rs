@@ -95,7 +95,9 @@ where
 fn answers_when_nothing_matches(name: &str) -> Value {
     let version = json!([{ "version": 1 }]);
     match name {
-        "events::ANY_DUE" => json!([{ "due": false, "unfinished": false }]),
+        "events::ANY_DUE" => {
+            json!([{ "due": false, "unfinished": false, "unpublished": false }])
+        }
         "mappings::COUNT" | "rejected::COUNT" | "events::COUNT_EVENTS" => json!([{ "total": 0 }]),
         "mappings::CATALOGUE_VERSION" | "health::PROBE" => version,
         // Outside a transaction that wrote or locked.
