@@ -183,7 +183,8 @@ fn the_history_refuses_what_its_contract_refuses_and_knows_no_unknown_user() {
     });
 }
 
-/// The export of `user_id` walked in pages of `limit`: each list, whole.
+/// The export of `user_id` walked in pages of `limit`: the status (on every
+/// page; the last page's), each list whole, and the number of pages.
 async fn walk_export(
     env: &Env,
     token: &str,
@@ -225,7 +226,6 @@ async fn walk_export(
         match page.json["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => return (status, lists, pages),
-            // (the status is on every page: the last one's is returned)
         }
     }
     panic!("the export of {user_id} never ended");
