@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 pub use friendship_domain::{Cause, Change, Decay, Limits, Locked};
 use friendship_domain::{Emotion, Level, TopicMetric, TopicUpdate};
 use friendship_queries::friendship;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use spin_sdk::pg4::ParameterValue as P;
 
 use crate::db::{self, Db, DbError};
@@ -26,19 +26,11 @@ pub struct Status {
     pub last_interaction: Option<DateTime<Utc>>,
     pub streak_day: i32,
     pub total_turns: i64,
-    #[serde(deserialize_with = "json_text")]
+    #[serde(deserialize_with = "crate::store::json_text")]
     pub topic_metrics: BTreeMap<String, TopicMetric>,
     #[serde(skip_serializing)]
     #[serde(deserialize_with = "parsed::option::deserialize")]
     pub last_emotion: Option<Emotion>,
-}
-
-/// A JSONB column read as `::text`.
-fn json_text<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
-    d: D,
-) -> Result<T, D::Error> {
-    let text = String::deserialize(d)?;
-    serde_json::from_str(&text).map_err(serde::de::Error::custom)
 }
 
 pub fn status(db: &Db, user_id: &str) -> Result<Option<Status>, DbError> {

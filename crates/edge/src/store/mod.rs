@@ -29,6 +29,16 @@ pub use rejected::*;
 pub use retention::*;
 pub use user_data::*;
 
+/// Deserializes a JSON (or JSONB) column read as `::text` into its type.
+pub(crate) fn json_text<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    serde_json::from_str(&text).map_err(serde::de::Error::custom)
+}
+
 /// Deserializes a text column through the domain type's `FromStr`, the one
 /// mapping of each database enum (`Level`, `AgentType`, `Emotion`, …).
 pub(crate) mod parsed {

@@ -10,7 +10,7 @@ use spin_sdk::pg4::ParameterValue as P;
 use uuid::Uuid;
 
 use crate::db::{self, Db, DbError};
-use crate::store::parsed;
+use crate::store::{parsed, RejectedMessage};
 
 /// One line of a user's score history, as [`user_data::HISTORY`] reads it.
 #[derive(Debug, Deserialize)]
@@ -117,14 +117,8 @@ pub struct ExportedEvent {
     pub processed_at: Option<DateTime<Utc>>,
     pub trace_id: Option<String>,
     /// The stored metadata, as the JSON it is.
-    #[serde(deserialize_with = "json_text")]
+    #[serde(deserialize_with = "crate::store::json_text")]
     pub payload: serde_json::Value,
-}
-
-/// A JSON document stored as text.
-fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<serde_json::Value, D::Error> {
-    let text = String::deserialize(d)?;
-    serde_json::from_str(&text).map_err(serde::de::Error::custom)
 }
 
 /// One of a user's level transitions.
@@ -141,20 +135,6 @@ pub struct ExportedTransition {
     pub created_at: DateTime<Utc>,
 }
 
-/// A rejected message naming the user.
-#[derive(Debug, Deserialize, Serialize)]
-pub struct ExportedRejected {
-    pub id: i64,
-    pub source: String,
-    pub reason: String,
-    pub stream_entry_id: Option<String>,
-    pub payload_head: String,
-    pub payload_bytes: i32,
-    #[serde(deserialize_with = "db::utc::deserialize")]
-    #[serde(serialize_with = "crate::http::serialize_rfc3339")]
-    pub received_at: DateTime<Utc>,
-}
-
 /// A page of a user's export: at most `limit` lines in all, the lists
 /// walked in [`Section`] order from the cursor on.
 #[derive(Debug, Default, Serialize)]
@@ -162,7 +142,7 @@ pub struct ExportPage {
     pub history: Vec<HistoryLine>,
     pub events: Vec<ExportedEvent>,
     pub level_transitions: Vec<ExportedTransition>,
-    pub rejected_messages: Vec<ExportedRejected>,
+    pub rejected_messages: Vec<RejectedMessage>,
     pub next_cursor: Option<ExportCursor>,
 }
 
@@ -230,7 +210,7 @@ pub fn export(
                 (read, last.map(|t| ExportKey::Id(Cursor::after(t.id))))
             }
             Section::RejectedMessages => {
-                let rows: Vec<ExportedRejected> =
+                let rows: Vec<RejectedMessage> =
                     db.read(&user_data::EXPORT_REJECTED, &[user, before(), ask])?;
                 let read = rows.len();
                 page.rejected_messages.extend(rows.into_iter().take(left));
