@@ -80,7 +80,7 @@ pub fn on_channel_message(
     payload: &[u8],
     message: Result<ChannelMessage, String>,
 ) -> Result<(), DbError> {
-    let dedupe_key = || format!("channel:{:x}", Sha256::digest(payload));
+    let dedupe_key = || channel_key(payload);
     match message {
         Ok(ChannelMessage::Doorbell(_)) => Ok(()),
         Ok(ChannelMessage::Event(event)) => match store::record_event(db, &event) {
@@ -100,6 +100,12 @@ pub fn on_channel_message(
         },
         Err(reason) => reject(db, Source::Channel, dedupe_key(), None, &reason, payload),
     }
+}
+
+/// The key of a channel message's rejection: the message itself, so every
+/// scorer that hears it (or records its hand-over) rejects it once.
+fn channel_key(payload: &[u8]) -> String {
+    format!("channel:{:x}", Sha256::digest(payload))
 }
 
 fn reject(
@@ -150,14 +156,29 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The event JSON: the value of the entry's one field, `event`.
+    /// The event JSON: the value of the entry's one field, `event` (a
+    /// producer's entry), or `channel` (a channel message a scorer handed
+    /// over, [`crate::turn`]).
     fn event_payload(&self) -> Result<&[u8], String> {
         match self.fields.as_slice() {
-            [(name, value)] if name == b"event" => Ok(value),
+            [(name, value)] if name == b"event" || name == CHANNEL_FIELD => Ok(value),
             _ => Err("a stream entry must have exactly one field, `event`".into()),
         }
     }
+
+    /// Where the entry's event came from: the channel for a handed-over
+    /// message, which keeps the channel's rules (its rejection is keyed by
+    /// the message, as if recorded when heard), else the stream.
+    fn source(&self) -> Source {
+        match self.fields.as_slice() {
+            [(name, _)] if name == CHANNEL_FIELD => Source::Channel,
+            _ => Source::Stream,
+        }
+    }
 }
+
+/// The field of a channel message handed over to the events stream.
+const CHANNEL_FIELD: &[u8] = b"channel";
 
 /// Reads stream entries server-side and answers them flat, by structure:
 /// first the next `XAUTOCLAIM` cursor (empty for a read), then for each
@@ -568,7 +589,7 @@ impl Stream {
     ) -> Result<(), DbError> {
         match answer {
             Ok(recorded) => {
-                log_recorded(Source::Stream, Some(&entry.id), &recorded);
+                log_recorded(entry.source(), Some(&entry.id), &recorded);
                 Ok(())
             }
             Err(RecordError::Conflict) => {
@@ -579,14 +600,24 @@ impl Stream {
     }
 
     fn reject(&self, db: &Db, entry: &Entry, reason: &str, payload: &[u8]) -> Result<(), DbError> {
-        reject(
-            db,
-            Source::Stream,
-            format!("stream:{}:{}", self.key, entry.id),
-            Some(&entry.id),
-            reason,
-            payload,
-        )
+        match entry.source() {
+            Source::Channel => reject(
+                db,
+                Source::Channel,
+                channel_key(payload),
+                None,
+                reason,
+                payload,
+            ),
+            source => reject(
+                db,
+                source,
+                format!("stream:{}:{}", self.key, entry.id),
+                Some(&entry.id),
+                reason,
+                payload,
+            ),
+        }
     }
 }
 

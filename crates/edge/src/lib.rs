@@ -13,6 +13,7 @@
 //! - [`inbound`]: events published on Redis (channel and stream) by back-end producers;
 //! - [`level_changes`]: level transitions relayed from their outbox to a Redis Stream;
 //! - [`suggestions`] and [`scorer`]: the two use cases with more than one step;
+//! - [`turn`]: one scorer wake-up at a time does the Postgres work, the others knock;
 //! - [`metrics`]: the Prometheus exposition of `GET /metrics`, and its token check;
 //! - [`probe`]: bounded TCP probes of Postgres and Redis, for `/health` and `/metrics`;
 //! - [`log`]: structured JSON log lines.
@@ -33,6 +34,7 @@ pub mod redis;
 pub mod scorer;
 pub mod store;
 pub mod suggestions;
+pub mod turn;
 
 pub use error::ApiError;
 pub use http::{handle, respond, serve, Ctx, Reply, Route};

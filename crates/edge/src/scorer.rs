@@ -1,9 +1,14 @@
-//! The scorer's work on each wake-up (any message of the events channel):
-//! record the event the message carries, if any, and the new entries of the
-//! events stream ([`crate::inbound`]); then claim due events from Postgres in
-//! batches (not only the ones just recorded), score each exactly once in
-//! effect, retry failures with exponential backoff and full jitter, and
-//! dead-letter an event after its last attempt.
+//! The scorer's work on each wake-up (any message of the events channel).
+//! First a knock ([`crate::turn`]), one Redis round trip: an event the
+//! message carries is handed to the events stream, and the wake-up takes
+//! the scorers' turn or, finding it held, leaves a knock for its holder and
+//! returns. Holding the turn, it records the new entries of the events
+//! stream ([`crate::inbound`]), then claims due events from Postgres in
+//! batches (not only the ones just recorded), scores each exactly once in
+//! effect, retries failures with exponential backoff and full jitter, and
+//! dead-letters an event after its last attempt; and works again while
+//! knocks came meanwhile. So however many messages arrive, and on however
+//! many scorers, Postgres sees batches, not a wake-up per message.
 //!
 //! Exactly once in effect: the claim (`FOR UPDATE SKIP LOCKED`), the score
 //! change, the history and the event's mark commit in one transaction,
@@ -45,6 +50,7 @@ use crate::inbound;
 use crate::level_changes;
 use crate::log;
 use crate::store::{self, Cause, Change, Changed, Claimed, Limits, Locked};
+use crate::turn;
 use spin_sdk::redis::{RedisParameter, RedisResult};
 
 /// Events claimed per transaction.
@@ -92,19 +98,28 @@ pub fn handle_message(payload: &[u8]) -> Result<(), WakeError> {
         claim_idle_ms: config::number("stream_claim_idle_ms")?,
     };
     let self_tick_ms: u64 = config::number("self_tick_ms")?;
+    let keys = turn::Keys::new(&config::events_channel()?, &stream.key);
     let message = inbound::decode_channel(payload);
     let woken_by_tick = matches!(
         message,
         Ok(inbound::ChannelMessage::Doorbell(Doorbell::Tick))
     );
-    let woken = wake(payload, message, &stream);
-    let work_left = matches!(woken, Ok(true));
+    // One connection for the whole wake-up: Spin opens a new one per `open`.
+    let redis = crate::redis::open();
+    let woken = wake(payload, message, &stream, redis.as_ref().ok(), &keys);
+    let work_left = matches!(woken, Ok(Woke::Worked { left: true }));
+    if matches!(woken, Ok(Woke::Knocked)) {
+        // The turn's holder runs this same step after its work, so the
+        // ticker goes on from there; a knock neither waits nor rings.
+        return Ok(());
+    }
     if self_tick_ms > 0 {
         // Also after a failed wake-up: the ticker must outlive an outage.
         self_tick(
             Duration::from_millis(self_tick_ms),
             woken_by_tick && !work_left,
             &stream,
+            redis.as_ref().ok(),
         );
     } else if work_left {
         ring();
@@ -112,43 +127,122 @@ pub fn handle_message(payload: &[u8]) -> Result<(), WakeError> {
     woken.map(|_| ())
 }
 
-/// One wake-up's work: records the event the message carries (if any) and
-/// the stream's new entries, finishes and scores what is due, or prunes when
-/// nothing was. True when its budget ran out with work left.
+/// What a wake-up did.
+enum Woke {
+    /// Found the turn held: its knock is left for the holder.
+    Knocked,
+    /// Worked; `left` when its budget ran out with work left.
+    Worked { left: bool },
+}
+
+/// One wake-up: knocks ([`turn::knock`]: a channel event is handed to the
+/// events stream, and the turn taken or marked knocked), then, holding the
+/// turn, works ([`work`]) until no knock came during the last round. A
+/// wake-up that finds the turn taken returns at once; one whose Redis
+/// failed records its event itself and works without a turn.
 fn wake(
     payload: &[u8],
     message: Result<inbound::ChannelMessage, String>,
     stream: &inbound::Stream,
-) -> Result<bool, WakeError> {
+    redis: Option<&spin_sdk::redis::Connection>,
+    keys: &turn::Keys,
+) -> Result<Woke, WakeError> {
+    let started = Instant::now();
+    let heard = match &message {
+        Ok(inbound::ChannelMessage::Event(_)) => turn::Heard::Event(payload),
+        Ok(inbound::ChannelMessage::Doorbell(Doorbell::Tick)) => turn::Heard::Any,
+        // A doorbell that names its event, or a message to reject.
+        _ => turn::Heard::Once(payload),
+    };
+    let is_event = matches!(heard, turn::Heard::Event(_));
+    let knocked = redis.map(|redis| turn::knock(redis, keys, heard));
+    let (mut held, handed_over) = match knocked {
+        Some(Ok(knocked)) if knocked.turn.is_none() => {
+            // A message to reject is the first hearer's to record, turn or not.
+            if knocked.first && message.is_err() {
+                inbound::on_channel_message(&Db::open()?, payload, message)?;
+            }
+            return Ok(Woke::Knocked);
+        }
+        Some(Ok(knocked)) => (knocked.turn, is_event),
+        Some(Err(error)) => {
+            log::event("turn_error", serde_json::json!({ "error": error }));
+            (None, false)
+        }
+        None => (None, false),
+    };
     let policy = RetryPolicy::load()?;
     let limits = config::limits()?;
     let db = Db::open()?;
-    // Before anything is claimed: events committed from now on ring again.
-    crate::doorbell::clear(&db)?;
-    let redis = crate::redis::open();
-    inbound::on_channel_message(&db, payload, message)?;
-    let stream_left = match &redis {
-        Ok(redis) => drain_stream(&db, redis, stream),
-        Err(_) => false,
-    };
-    let due = store::any_due(&db)?;
-    if due.unfinished {
-        finish_unfinished(&db)?;
+    let mut message = (!handed_over).then_some(message);
+    loop {
+        let left = work(
+            &db,
+            redis,
+            message.take().map(|message| (payload, message)),
+            stream,
+            &policy,
+            &limits,
+            held.as_ref(),
+        )?;
+        let Some(turn) = held.take() else {
+            return Ok(Woke::Worked { left });
+        };
+        let knocked = turn.end();
+        if left || (knocked && started.elapsed() >= MAX_WAKE_DURATION) {
+            return Ok(Woke::Worked { left: true });
+        }
+        if !knocked {
+            return Ok(Woke::Worked { left: false });
+        }
+        // A knock came during the round: its work may not have been seen.
+        match redis.and_then(|redis| turn::Turn::again(redis, keys)) {
+            Some(turn) => held = Some(turn),
+            None => return Ok(Woke::Worked { left: false }),
+        }
     }
-    let due_left = due.due && !score_due(&db, &policy, &limits)?;
+}
+
+/// One round of a wake-up's work: records the channel message (when it was
+/// not handed over) and the stream's new entries, finishes and scores what
+/// is due, or prunes and decays when nothing was. True when its budget ran
+/// out with work left.
+fn work(
+    db: &Db,
+    redis: Option<&spin_sdk::redis::Connection>,
+    message: Option<(&[u8], Result<inbound::ChannelMessage, String>)>,
+    stream: &inbound::Stream,
+    policy: &RetryPolicy,
+    limits: &Limits,
+    turn: Option<&turn::Turn>,
+) -> Result<bool, WakeError> {
+    // Before anything is claimed: events committed from now on ring again.
+    crate::doorbell::clear(db)?;
+    if let Some((payload, message)) = message {
+        inbound::on_channel_message(db, payload, message)?;
+    }
+    let stream_left = match redis {
+        Some(redis) => drain_stream(db, redis, stream),
+        None => false,
+    };
+    let due = store::any_due(db)?;
+    if due.unfinished {
+        finish_unfinished(db)?;
+    }
+    let due_left = due.due && !score_due(db, policy, limits, turn)?;
     // Nothing to score and the stream drained: an idle wake-up, the turn of
     // retention and decay, so neither ever competes with scoring.
     let mut decay_left = false;
     if !due.due && !due.unfinished && !stream_left {
-        prune(&db);
-        decay_left = decay(&db, &limits);
+        prune(db);
+        decay_left = decay(db, limits);
     }
     // Relayed last, so the level changes of this wake-up's own batches and
     // decay go out with it; only when some may wait (ANY_DUE saw one, or
     // this wake-up changed scores): an idle wake-up pays no transaction.
     let may_have_changes = due.unpublished || due.due || due.unfinished || decay_left;
-    let relay_left = match &redis {
-        Ok(redis) if may_have_changes => relay(&db, redis),
+    let relay_left = match redis {
+        Some(redis) if may_have_changes => relay(db, redis),
         _ => false,
     };
     Ok(stream_left || due_left || decay_left || relay_left)
@@ -247,11 +341,16 @@ const TICKER_LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// one scorer; with more, another hears it at once). The first message after
 /// a start (or after a holder stopped mid-wait, once its lease lapses)
 /// starts the ticker: any wake-up that takes the lease rings.
-fn self_tick(interval: Duration, wait: bool, stream: &inbound::Stream) {
+fn self_tick(
+    interval: Duration,
+    wait: bool,
+    stream: &inbound::Stream,
+    redis: Option<&spin_sdk::redis::Connection>,
+) {
     let started = Instant::now();
     let outcome = (|| -> Result<bool, String> {
         let channel = config::events_channel().map_err(|e| e.to_string())?;
-        let redis = crate::redis::open().map_err(|e| e.to_string())?;
+        let redis = redis.ok_or("redis is unavailable")?;
         let lease = format!("{channel}:ticker");
         let lease_ms = (interval + TICKER_LEASE_MARGIN).as_millis() as i64;
         let taken = redis
@@ -272,7 +371,7 @@ fn self_tick(interval: Duration, wait: bool, stream: &inbound::Stream) {
         if wait {
             let waited = Db::open().map_err(|e| e.to_string()).and_then(|db| {
                 stream
-                    .wait_for_new(&db, &redis, interval.as_millis() as u64)
+                    .wait_for_new(&db, redis, interval.as_millis() as u64)
                     .map_err(|e| e.to_string())
             });
             if let Err(error) = waited {
@@ -298,11 +397,19 @@ fn self_tick(interval: Duration, wait: bool, stream: &inbound::Stream) {
 
 /// Scores due events in batches until none is left (true) or the wake-up's
 /// budget is spent (false).
-fn score_due(db: &Db, policy: &RetryPolicy, limits: &Limits) -> Result<bool, DbError> {
+fn score_due(
+    db: &Db,
+    policy: &RetryPolicy,
+    limits: &Limits,
+    turn: Option<&turn::Turn>,
+) -> Result<bool, DbError> {
     let started = Instant::now();
     let mut scored = 0usize;
     let mut finished = false;
     while scored < MAX_EVENTS_PER_WAKE && started.elapsed() < MAX_WAKE_DURATION {
+        if let Some(turn) = turn {
+            turn.renew();
+        }
         let done = score_batch(db, policy, limits)?;
         if done == 0 {
             finished = true;

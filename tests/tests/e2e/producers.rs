@@ -536,3 +536,123 @@ fn ten_thousand_entries_leave_a_bounded_stream() {
         env.shutdown().await;
     });
 }
+
+/// Transactions committed in the environment's database so far, as
+/// Postgres's statistics tell them (flushed about once a second).
+async fn commits(env: &Env) -> i64 {
+    sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&env.db)
+    .await
+    .unwrap()
+}
+
+/// The scorers' turn (`crates/edge/src/turn.rs`): a burst on the channel,
+/// heard by both scorers, is handed to the stream once per message and
+/// reaches Postgres from one scorer at a time, in batches, not as a
+/// wake-up per message per scorer (which cost at least four transactions
+/// per event: the doorbell mark's clear and the record, on each scorer).
+#[test]
+fn a_burst_on_the_channel_is_recorded_once_per_event_by_one_scorer_at_a_time() {
+    run(async {
+        // Its own scorers and database, so the commits counted are the burst's.
+        let env = crate::support::isolated().await;
+        const EVENTS: usize = 1_000;
+        let users: Vec<String> = (0..20).map(|i| user(&format!("burst{i}"))).collect();
+        let mut pipe = redis::pipe();
+        for i in 0..EVENTS {
+            let body = conversation(&users[i % users.len()], 4, 1, "neutral", 0, json!([]));
+            pipe.cmd("PUBLISH")
+                .arg(CHANNEL)
+                .arg(body.to_string())
+                .ignore();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = commits(&env).await;
+        let mut conn = redis(&env.redis_url).await;
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+        for u in &users {
+            wait_processed(
+                &env,
+                u,
+                (EVENTS / users.len()) as i64,
+                Duration::from_secs(60),
+            )
+            .await;
+            assert_eq!(history_lines(&env, u).await, (EVENTS / users.len()) as i64);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let spent = commits(&env).await - before;
+        assert!(
+            spent < 4 * EVENTS as i64,
+            "{EVENTS} channel events cost {spent} transactions: a wake-up per message"
+        );
+        eprintln!("{EVENTS} channel events, two scorers: {spent} transactions");
+        assert_eq!(
+            stream_len(&env.redis_url, STREAM).await,
+            0,
+            "every hand-over acknowledged"
+        );
+        let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM rejected_messages")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(rejected, 0);
+        env.shutdown().await;
+    });
+}
+
+/// A scorer killed while it held the turn (its token left in Redis) holds
+/// the others back only until the turn lapses: nothing is scored while it
+/// stands, and everything soon after.
+#[test]
+fn a_turn_left_by_a_killed_holder_delays_scoring_only_until_it_lapses() {
+    run(async {
+        // Longer than the scorers' own (10 s), so it still stands once the
+        // environment has started, however slowly.
+        const TURN_MS: u64 = 20_000;
+        let u = user("orphan-turn");
+        let set_at = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let env = isolated_after(HashMap::new(), |redis_url| {
+            let set_at = set_at.clone();
+            async move {
+                let _: () = redis::cmd("SET")
+                    .arg(format!("{CHANNEL}:turn"))
+                    .arg("a-killed-scorer")
+                    .arg("PX")
+                    .arg(TURN_MS)
+                    .query_async(&mut redis(&redis_url).await)
+                    .await
+                    .unwrap();
+                *set_at.lock().unwrap() = Some(Instant::now());
+            }
+        })
+        .await;
+        let set_at = set_at.lock().unwrap().unwrap();
+        let body = conversation(&u, 12, 2, "happy", 1, json!([]));
+        env.end_conversation(&env.token(&u, "user"), &body)
+            .await
+            .expect(202);
+        publish(&env, br#"{"kind":"tick"}"#).await;
+        let lapses = set_at + Duration::from_millis(TURN_MS);
+        if Instant::now() + Duration::from_secs(1) < lapses {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let processed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM conversation_events WHERE user_id = $1 AND status = 'processed'",
+            )
+            .bind(&u)
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+            assert!(
+                Instant::now() >= lapses || processed == 0,
+                "scored while another held the turn"
+            );
+        }
+        let wait = lapses.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
+        wait_processed(&env, &u, 1, wait).await;
+        assert_eq!(history_lines(&env, &u).await, 1);
+        env.shutdown().await;
+    });
+}

@@ -6,9 +6,10 @@
 //! database and one Redis, with a doorbell ticker as `scripts/scorer.sh`
 //! runs it. Thousands of events arrive through all three ways in (posts
 //! spread over both HTTP processes, `PUBLISH` on the events channel, `XADD`
-//! on the events stream), a few users receiving hundreds each, so that the
-//! scorers score one user concurrently; one scorer is killed with SIGKILL
-//! mid-stream and not restarted.
+//! on the events stream), a few users receiving hundreds each, so that a
+//! user's events are scored in many batches, by whichever scorer holds the
+//! turn (`crates/edge/src/turn.rs`); one scorer is killed with SIGKILL
+//! mid-stream (perhaps holding the turn) and not restarted.
 //!
 //! Then, once, exactly: every event is `processed` (none `failed`), each has
 //! exactly one history line with the change `friendship_domain` computes for
