@@ -113,8 +113,9 @@ impl Keys {
 pub enum Heard<'p> {
     /// Heard by every scorer, and each must knock: a tick (its bytes repeat).
     Any,
-    /// A doorbell that names what it rings for: only the first scorer to
-    /// hear it knocks (the others have nothing to add).
+    /// A doorbell that names what it rings for, or a message to reject:
+    /// only the first scorer to hear it knocks, and records the rejection
+    /// (the others have nothing to add).
     Once(&'p [u8]),
     /// A channel event: the first scorer to hear it hands it to the events
     /// stream and knocks.
